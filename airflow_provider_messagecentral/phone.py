@@ -1,0 +1,142 @@
+"""Phone numbers: parse, validate (E.164, libphonenumber metadata), de-duplicate and format for the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+
+
+class PhoneNumber(NamedTuple):
+    """A valid number split the way MessageCentral wants it: dialling code and national number."""
+
+    country_code: str
+    national: str
+
+    @property
+    def e164(self) -> str:
+        return f"+{self.country_code}{self.national}"
+
+    @property
+    def msisdn(self) -> str:
+        """Country code and number without ``+``: the form delivery reports carry in ``mobile``."""
+        return f"{self.country_code}{self.national}"
+
+    @property
+    def api_format(self) -> str:
+        """``91 9816111111``: one entry of the ``phoneNumbers`` parameter."""
+        return f"{self.country_code} {self.national}"
+
+
+class InvalidNumber(NamedTuple):
+    """A number that could not be used, with its position (1-based) in the input and the reason."""
+
+    position: int
+    raw: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"#{self.position} {self.raw!r}: {self.reason}"
+
+
+@dataclass
+class Audience:
+    """The result of normalising a list of numbers: valid ones in input order, de-duplicated."""
+
+    numbers: list[PhoneNumber] = field(default_factory=list)
+    invalid: list[InvalidNumber] = field(default_factory=list)
+    duplicates: int = 0
+
+    def error_text(self, limit: int = 20) -> str:
+        shown = "; ".join(i.describe() for i in self.invalid[:limit])
+        more = f" (and {len(self.invalid) - limit} more)" if len(self.invalid) > limit else ""
+        return f"{len(self.invalid)} invalid phone number(s): {shown}{more}"
+
+
+@lru_cache(maxsize=64)
+def _region_for(country_code: str) -> str:
+    region = phonenumbers.region_code_for_country_code(int(country_code))
+    if region == "ZZ":
+        raise ValueError(f"unknown country dialling code {country_code!r}")
+    return region
+
+
+def _clean_code(country_code: str | int) -> str:
+    code = str(country_code).strip().lstrip("+")
+    if not code.isdigit():
+        raise ValueError(f"country code must be digits like '91', got {country_code!r}")
+    _region_for(code)
+    return code
+
+
+def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
+    """
+    Parse one number; raise ``ValueError`` saying why it is not usable.
+
+    Accepts ``+919999999999``, ``00919999999999``, ``91 9999999999`` and national forms such as
+    ``9999999999`` or ``09999999999`` (read with ``default_country``).
+    """
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise ValueError(f"expected a phone number as text or integer, got {type(raw).__name__}")
+    text = str(raw).strip()
+    if not text:
+        raise ValueError("empty phone number")
+    code = _clean_code(default_country)
+    region = _region_for(code)
+    candidates = [text]
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not text.startswith(("+", "00")) and digits.startswith(code) and len(digits) > 10:
+        # "919999999999" or "91 9999999999": the dialling code written without "+".
+        candidates.insert(0, "+" + digits)
+    last_error = "not a valid number"
+    for candidate in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except NumberParseException as err:
+            last_error = str(err.args[0]) if err.args else "unparseable"
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            national = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+            cc = str(parsed.country_code)
+            return PhoneNumber(cc, national[1 + len(cc) :])
+        last_error = f"not a valid number for country code +{parsed.country_code}"
+    raise ValueError(last_error)
+
+
+def normalize_numbers(raw_numbers: Iterable[object], default_country: str | int = "91") -> Audience:
+    """Normalise many numbers: valid ones in input order without duplicates, invalid ones with position."""
+    audience = Audience()
+    seen: set[str] = set()
+    for position, raw in enumerate(raw_numbers, start=1):
+        try:
+            number = parse_number(raw, default_country)
+        except ValueError as err:
+            audience.invalid.append(InvalidNumber(position, str(raw)[:40], str(err)))
+            continue
+        if number.msisdn in seen:
+            audience.duplicates += 1
+            continue
+        seen.add(number.msisdn)
+        audience.numbers.append(number)
+    return audience
+
+
+def chunked(numbers: Sequence[PhoneNumber], chunk_size: int) -> Iterator[list[PhoneNumber]]:
+    """Split numbers into chunks of at most ``chunk_size``, each chunk within one country code."""
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    by_country: dict[str, list[PhoneNumber]] = {}
+    for number in numbers:
+        by_country.setdefault(number.country_code, []).append(number)
+    for group in by_country.values():
+        for start in range(0, len(group), chunk_size):
+            yield group[start : start + chunk_size]
+
+
+def format_phone_numbers(numbers: Iterable[PhoneNumber]) -> str:
+    """The ``phoneNumbers`` parameter: ``91 9816111111, 91 7715131105``."""
+    return ", ".join(n.api_format for n in numbers)
