@@ -72,7 +72,10 @@ _CONN_FIELDS: dict[str, Any] = {
     "country": _field("Account country code", "Dialling code of the account, e.g. 91.", default="91"),
     "sender_id": _field("Default sender ID", "Registered sender id, e.g. UTOMOB."),
     "flow_type": _field(
-        "Default flow type", "SMS, WHATSAPP, RCS or SAUTH.", default="SMS", enum=["SMS", "WHATSAPP", "RCS", "SAUTH", None]
+        "Default flow type",
+        "SMS, WHATSAPP, RCS or SAUTH.",
+        default="SMS",
+        enum=["SMS", "WHATSAPP", "RCS", "SAUTH", None],
     ),
     "message_type": _field(
         "Default message type",
@@ -85,7 +88,8 @@ _CONN_FIELDS: dict[str, Any] = {
         "SQLAlchemy URL of the delivery-report store. Default: SQLite under $AIRFLOW_HOME.",
     ),
     "reports_conn_id": _field(
-        "Reports database connection id", "Airflow connection of the delivery-report store (instead of a URL)."
+        "Reports database connection id",
+        "Airflow connection of the delivery-report store (instead of a URL).",
     ),
     "timeout": _field("Timeout (s)", "Connect and read timeout in seconds.", default="30"),
     "max_retries": _field("Max retries", "Retries of 429/5xx/connection errors per request.", default="5"),

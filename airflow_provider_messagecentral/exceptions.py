@@ -11,12 +11,12 @@ class MessageCentralError(AirflowException):
 
     :param message: what went wrong, in words a user can act on.
     :param code: the API's ``responseCode`` or the HTTP status, when there is one.
-    :param status_code: the HTTP status of the response, when there is one.
+    :param http_status: the HTTP status of the response, when there is one.
     """
 
-    def __init__(self, message: str, *, code: int | str | None = None, status_code: int | None = None):
+    def __init__(self, message: str, *, code: int | str | None = None, http_status: int | None = None):
         self.code = code
-        self.status_code = status_code
+        self.http_status = http_status
         self.error_message = message
         text = message if code is None else f"[{code}] {message}"
         super().__init__(text)
@@ -34,10 +34,10 @@ class MessageCentralRetryableError(MessageCentralError):
         message: str,
         *,
         code: int | str | None = None,
-        status_code: int | None = None,
+        http_status: int | None = None,
         retry_after: float | None = None,
     ):
-        super().__init__(message, code=code, status_code=status_code)
+        super().__init__(message, code=code, http_status=http_status)
         self.retry_after = retry_after
 
 
@@ -47,3 +47,31 @@ class MessageCentralUncertainError(MessageCentralRetryableError):
 
 class MessageCentralValidationError(MessageCentralError, ValueError):
     """Input is wrong; raised before any request is made. The text says what and where."""
+
+
+class MessageCentralBulkError(MessageCentralError):
+    """
+    A bulk send stopped at a chunk that failed for good.
+
+    ``accepted`` holds the results of the chunks MessageCentral accepted before it; the text names the
+    failed chunk and how many were not sent.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | str | None, http_status: int | None, accepted: list[dict]
+    ):
+        super().__init__(message, code=code, http_status=http_status)
+        self.accepted = accepted
+
+    @classmethod
+    def after(
+        cls, err: MessageCentralError, *, accepted: list[dict], chunk: int, chunks: int
+    ) -> MessageCentralBulkError:
+        sent = sum(len(r.get("recipients", ())) for r in accepted)
+        text = (
+            f"chunk {chunk}/{chunks} failed: {err.error_message}. "
+            f"Chunks 1-{chunk - 1} ({sent} recipients) were accepted; chunks {chunk}-{chunks} were not sent"
+            if chunk > 1
+            else f"chunk 1/{chunks} failed: {err.error_message}. Nothing was sent"
+        )
+        return cls(text, code=err.code, http_status=err.http_status, accepted=accepted)

@@ -1,0 +1,119 @@
+"""Connection settings: every field and extra of a ``messagecentral`` connection, parsed in one place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BASE_URL = "https://cpaas.messagecentral.com"
+FLOW_TYPES = ("SMS", "WHATSAPP", "RCS", "SAUTH")
+MESSAGE_TYPES = ("PROMOTIONAL", "TRANSACTIONAL", "OTP")
+
+
+def _extra_value(extra: dict[str, Any], name: str) -> Any:
+    """Read an extra by plain name; accept the legacy ``extra__messagecentral__name`` form too."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__messagecentral__{name}")
+    return None if value == "" else value
+
+
+def _number(extra: dict[str, Any], name: str, default: float | None, cast: type) -> Any:
+    value = _extra_value(extra, name)
+    if value is None:
+        return default
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"connection extra {name!r} must be a number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"connection extra {name!r} must not be negative, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class MessageCentralSettings:
+    """What the hook needs from a ``messagecentral`` connection. ``repr`` shows no secret."""
+
+    conn_id: str
+    base_url: str = DEFAULT_BASE_URL
+    customer_id: str = ""
+    password: str = field(default="", repr=False)
+    email: str = ""
+    auth_token: str | None = field(default=None, repr=False)
+    country: str = "91"
+    sender_id: str | None = None
+    flow_type: str = "SMS"
+    message_type: str = "PROMOTIONAL"
+    reports_url: str | None = field(default=None, repr=False)
+    reports_conn_id: str | None = None
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_retries: int = 5
+    max_retry_wait: float = 60.0
+    rate_limit_per_second: float | None = None
+    token_lifetime: float = 24 * 3600.0
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> MessageCentralSettings:
+        """Build settings from an Airflow ``Connection`` (SDK or core); raise ``ValueError`` on bad extras."""
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
+        return cls.from_parts(
+            conn_id=conn.conn_id,
+            host=conn.host,
+            login=conn.login,
+            password=conn.password,
+            port=getattr(conn, "port", None),
+            schema=getattr(conn, "schema", None),
+            extra=extra,
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        conn_id: str,
+        host: str | None,
+        login: str | None,
+        password: str | None,
+        extra: dict[str, Any],
+        port: int | None = None,
+        schema: str | None = None,
+    ) -> MessageCentralSettings:
+        base_url = (host or "").strip() or DEFAULT_BASE_URL
+        if "://" not in base_url:
+            base_url = f"{schema or 'https'}://{base_url}"
+        if port and base_url.count(":") < 2:
+            base_url = f"{base_url}:{port}"
+        flow_type = str(_extra_value(extra, "flow_type") or "SMS").upper()
+        message_type = str(_extra_value(extra, "message_type") or "PROMOTIONAL").upper()
+        if flow_type not in FLOW_TYPES:
+            raise ValueError(f"connection extra 'flow_type' must be one of {FLOW_TYPES}, got {flow_type!r}")
+        if message_type not in MESSAGE_TYPES:
+            raise ValueError(
+                f"connection extra 'message_type' must be one of {MESSAGE_TYPES}, got {message_type!r}"
+            )
+        rate = _number(extra, "rate_limit_per_second", None, float)
+        return cls(
+            conn_id=conn_id,
+            base_url=base_url.rstrip("/"),
+            customer_id=(login or "").strip(),
+            password=password or "",
+            email=str(_extra_value(extra, "email") or ""),
+            auth_token=_extra_value(extra, "auth_token"),
+            country=str(_extra_value(extra, "country") or "91").lstrip("+"),
+            sender_id=_extra_value(extra, "sender_id"),
+            flow_type=flow_type,
+            message_type=message_type,
+            reports_url=_extra_value(extra, "reports_url"),
+            reports_conn_id=_extra_value(extra, "reports_conn_id"),
+            timeout=_number(extra, "timeout", 30.0, float),
+            connect_timeout=_number(extra, "connect_timeout", 10.0, float),
+            max_retries=_number(extra, "max_retries", 5, int),
+            max_retry_wait=_number(extra, "max_retry_wait", 60.0, float),
+            rate_limit_per_second=rate or None,
+            token_lifetime=_number(extra, "token_lifetime", 24 * 3600.0, float),
+            extra=dict(extra),
+        )
