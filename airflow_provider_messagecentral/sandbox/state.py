@@ -1,0 +1,398 @@
+"""Everything the sandbox remembers: account, tokens, request log, statistics and injected faults."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import email.utils
+import hmac
+import itertools
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_messagecentral.sandbox.callbacks import CallbackDispatcher
+from airflow_provider_messagecentral.sandbox.config import (
+    STATUS_ERROR_CODES,
+    SandboxConfig,
+    check_fraction,
+    parse_status_mix,
+)
+from airflow_provider_messagecentral.sandbox.tokens import TokenError, issue_token, verify_token
+from airflow_provider_messagecentral.sandbox.validation import Recipient, SendRejected
+
+#: Business errors ``fail_on_send`` can inject: code -> (top-level message, errorMessage).
+BUSINESS_ERRORS: dict[int, tuple[str, str]] = {
+    402: ("INSUFFICIENT_BALANCE", "Insufficient balance"),
+    601: ("INVALID_MOBILE_NUMBER", "Invalid mobile number"),
+    705: ("ROUTE_BLOCKED", "Route blocked"),
+}
+FAULT_KEYS = ("expire_tokens", "token_ttl", "rate_limit", "errors", "latency", "balance", "fail_on_send", "hang")
+CONFIG_KEYS = ("callback_url", "callback_delay", "status_mix", "duplicates", "out_of_order", "seed")
+_TOKEN_PARAMS = ("customerId", "key", "scope", "country", "email")
+
+
+def _utc_text(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
+
+
+def _iso(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix)) + f".{int(unix % 1 * 1e6):06d}Z"
+
+
+def _positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+class SandboxState:
+    """
+    The sandbox's memory. Every method is thread-safe; tests may call them directly.
+
+    :param config: the startup settings (kept by :meth:`reset`).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.initial_config = dataclasses.replace(config) if config else SandboxConfig()
+        self.config = dataclasses.replace(self.initial_config)
+        self._lock = threading.Lock()
+        self._secret = secrets.token_bytes(64)
+        self._verification_ids = itertools.count(100001)
+        self.dispatcher = CallbackDispatcher(
+            self.config.callback_workers, self.config.callback_retries, self.config.callback_timeout
+        )
+        self._status_mix = parse_status_mix(self.config.status_mix)
+        self._clear()
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _clear(self) -> None:
+        self._requests: list[dict[str, Any]] = []
+        self._rejected: list[dict[str, Any]] = []
+        self._stats = {"token_requests": 0, "send_requests": 0, "accepted_sends": 0, "messages": 0}
+        self._faults: dict[str, Any] = {
+            "latency": self.initial_config.latency,
+            "token_ttl": self.initial_config.token_ttl,
+            "rate_limit": None,
+            "errors": None,
+            "balance": None,
+            "fail_on_send": None,
+            "hang": None,
+            "tokens_revoked": 0,
+        }
+        self._rng = random.Random(self.config.seed)
+
+    def reset(self, restore_config: bool = False) -> None:
+        """Clear the request log, statistics, faults and queued callbacks; keep issued tokens valid."""
+        with self._lock:
+            if restore_config:
+                self.config = dataclasses.replace(self.initial_config)
+                self._status_mix = parse_status_mix(self.config.status_mix)
+            self._clear()
+        self.dispatcher.clear()
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            stats = dict(self._stats)
+            stats["rejected"] = len(self._rejected)
+        stats.update(self.dispatcher.counts())
+        return stats
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Accepted sends, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """One entry per recipient of every accepted send, oldest first."""
+        with self._lock:
+            entries = list(self._requests)
+        return [
+            {
+                "mobile": r["mobile"],
+                "text": r["text"],
+                "message_id": r["message_id"],
+                "transaction_id": e["transaction_id"],
+                "kind": e["kind"],
+                "at": e["at"],
+            }
+            for e in entries
+            for r in e["recipients"]
+        ]
+
+    def rejected(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._rejected)
+
+    def record_rejected(self, endpoint: str, err: SendRejected, params: Mapping[str, str]) -> None:
+        entry = {
+            "endpoint": endpoint,
+            "status": err.http_status,
+            "response_code": err.response_code,
+            "reason": err.message,
+            "params": {k: v for k, v in params.items() if k != "key"},
+            "at": _iso(time.time()),
+        }
+        with self._lock:
+            self._rejected.append(entry)
+
+    # -- tokens --------------------------------------------------------------------------------------
+    def issue_token(self, params: Mapping[str, str]) -> str:
+        """Check the token call's parameters against the account; return a signed token."""
+        with self._lock:
+            self._stats["token_requests"] += 1
+            ttl = self._faults["token_ttl"]
+            secret = self._secret
+        for name in _TOKEN_PARAMS:
+            if not params.get(name):
+                raise SendRejected(f"missing required parameter '{name}'")
+        if params["scope"] != "NEW":
+            raise SendRejected(f"parameter 'scope' must be 'NEW', got {params['scope'][:20]!r}")
+        config = self.config
+        expected_key = base64.b64encode(config.password.encode("utf-8")).decode("ascii")
+        matches = [
+            hmac.compare_digest(params["key"].encode(), expected_key.encode()),
+            params["customerId"] == config.customer_id,
+            params["email"].strip().lower() == config.email.lower(),
+            params["country"].lstrip("+") == config.country,
+        ]
+        if not all(matches):
+            raise SendRejected("UNAUTHORIZED", 401)
+        return issue_token(secret, config.customer_id, ttl)
+
+    def authenticate(self, token: str | None) -> str:
+        """The customer id of a valid token; raise a 401 :class:`SendRejected` otherwise."""
+        if not token:
+            raise SendRejected("UNAUTHORIZED", 401)
+        try:
+            payload = verify_token(self._secret, token)
+        except TokenError:
+            raise SendRejected("UNAUTHORIZED", 401) from None
+        return str(payload.get("sub"))
+
+    # -- faults --------------------------------------------------------------------------------------
+    def faults(self) -> dict[str, Any]:
+        with self._lock:
+            return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._faults.items()}
+
+    def set_faults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into the current faults (see the module docs of ``app`` for the keys)."""
+        unknown = [key for key in changes if key not in FAULT_KEYS]
+        if unknown:
+            raise ValueError(f"unknown fault {unknown[0]!r}; known: {', '.join(FAULT_KEYS)}")
+        parsed: dict[str, Any] = {}
+        for key, value in changes.items():
+            if value is None and key != "expire_tokens":
+                parsed[key] = None if key not in ("latency", "token_ttl") else self._default_fault(key)
+            elif key == "expire_tokens":
+                parsed[key] = bool(value)
+            elif key in ("latency", "token_ttl"):
+                parsed[key] = _seconds(key, value)
+            elif key == "balance":
+                parsed[key] = _positive_int(key, value, minimum=0)
+            else:
+                parsed[key] = self._parse_counted(key, value)
+        with self._lock:
+            for key, value in parsed.items():
+                if key == "expire_tokens":
+                    if value:
+                        self._secret = secrets.token_bytes(64)
+                        self._faults["tokens_revoked"] += 1
+                else:
+                    self._faults[key] = value
+        return self.faults()
+
+    def _default_fault(self, key: str) -> float:
+        return float(getattr(self.initial_config, key))
+
+    @staticmethod
+    def _parse_counted(key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValueError(f"fault {key!r} must be an object, got {type(value).__name__}")
+        if key == "rate_limit":
+            seconds = _seconds("rate_limit.seconds", value.get("seconds", 1))
+            retry_after = str(value.get("retry_after", int(seconds) if seconds.is_integer() else seconds))
+            return {
+                "count": _positive_int("rate_limit.count", value.get("count", 1)),
+                "retry_after": retry_after,
+                "seconds": seconds,
+            }
+        if key == "errors":
+            status = _positive_int("errors.status", value.get("status", 503))
+            if not 500 <= status <= 599:
+                raise ValueError(f"errors.status must be a 5xx status, got {status}")
+            return {"count": _positive_int("errors.count", value.get("count", 1)), "status": status}
+        if key == "fail_on_send":
+            code = _positive_int("fail_on_send.code", value.get("code", 705))
+            if code not in BUSINESS_ERRORS:
+                raise ValueError(f"fail_on_send.code must be one of {', '.join(map(str, BUSINESS_ERRORS))}")
+            return {"nth": _positive_int("fail_on_send.nth", value.get("nth", 1)), "code": code, "seen": 0}
+        # hang
+        return {
+            "count": _positive_int("hang.count", value.get("count", 1)),
+            "seconds": _seconds("hang.seconds", value.get("seconds", 5)),
+        }
+
+    def latency(self) -> float:
+        return float(self._faults["latency"] or 0.0)
+
+    def count_send(self) -> None:
+        with self._lock:
+            self._stats["send_requests"] += 1
+
+    def take_transient_fault(self) -> SendRejected | None:
+        """A 429 or 5xx this send must get (consuming one of the injected ones), else ``None``."""
+        with self._lock:
+            rate_limit = self._faults["rate_limit"]
+            if rate_limit:
+                rate_limit["count"] -= 1
+                if rate_limit["count"] <= 0:
+                    self._faults["rate_limit"] = None
+                err = SendRejected("TOO_MANY_REQUESTS", 429)
+                if rate_limit["retry_after"] == "http-date":
+                    err.retry_after = email.utils.formatdate(time.time() + rate_limit["seconds"], usegmt=True)
+                else:
+                    err.retry_after = rate_limit["retry_after"]
+                return err
+            errors = self._faults["errors"]
+            if errors:
+                errors["count"] -= 1
+                if errors["count"] <= 0:
+                    self._faults["errors"] = None
+                return SendRejected(
+                    "SERVICE_UNAVAILABLE" if errors["status"] == 503 else "SERVER_ERROR", errors["status"]
+                )
+        return None
+
+    def take_business_fault(self, recipients: int) -> int | None:
+        """The business error code this valid send must get (``fail_on_send``, ``balance``), else ``None``."""
+        with self._lock:
+            fail = self._faults["fail_on_send"]
+            if fail:
+                fail["seen"] += 1
+                if fail["seen"] >= fail["nth"]:
+                    self._faults["fail_on_send"] = None
+                    return int(fail["code"])
+            balance = self._faults["balance"]
+            if balance is not None:
+                if recipients > balance:
+                    return 402
+                self._faults["balance"] = balance - recipients
+        return None
+
+    def take_hang(self) -> float:
+        """Seconds to hold the answer of this (accepted) send, consuming one injected hang."""
+        with self._lock:
+            hang = self._faults["hang"]
+            if not hang:
+                return 0.0
+            hang["count"] -= 1
+            if hang["count"] <= 0:
+                self._faults["hang"] = None
+            return float(hang["seconds"])
+
+    # -- accepted sends ------------------------------------------------------------------------------
+    def record_accepted(
+        self,
+        kind: str,
+        params: Mapping[str, str],
+        recipients: list[Recipient],
+        file_info: dict[str, Any] | None = None,
+        hung: bool = False,
+    ) -> dict[str, Any]:
+        """Log an accepted send, schedule its delivery reports and return the log entry."""
+        now = time.time()
+        transaction_id = str(uuid.uuid4())
+        single = kind == "single"
+        entry: dict[str, Any] = {
+            "kind": kind,
+            "transaction_id": transaction_id,
+            "verification_id": "",
+            "params": dict(params),
+            "file": file_info,
+            "at": _iso(now),
+            "hung": hung,
+            "recipients": [
+                {
+                    "mobile": r.mobile,
+                    "text": r.text,
+                    "message_id": transaction_id if single else str(uuid.uuid4()),
+                }
+                for r in recipients
+            ],
+        }
+        with self._lock:
+            entry["verification_id"] = str(next(self._verification_ids))
+            self._requests.append(entry)
+            self._stats["accepted_sends"] += 1
+            self._stats["messages"] += len(recipients)
+            url, delay = self.config.callback_url, self.config.callback_delay
+            jobs = self._report_jobs(entry["recipients"], now, delay) if url else []
+        if url and jobs:
+            self.dispatcher.schedule(url, jobs, delay)
+        return entry
+
+    def _report_jobs(self, recipients: list[dict[str, Any]], now: float, delay: float) -> list[list[dict[str, Any]]]:
+        # Called with the lock held: the random choices stay reproducible under a seed.
+        statuses, weights = list(self._status_mix), list(self._status_mix.values())
+        duplicates, out_of_order = self.config.duplicates, self.config.out_of_order
+        submit, done = _utc_text(now), _utc_text(now + delay)
+        jobs = []
+        for recipient in recipients:
+            status = self._rng.choices(statuses, weights)[0] if len(statuses) > 1 else statuses[0]
+            report = {
+                "apiKey": None,
+                "clientId": None,
+                "messageId": recipient["message_id"],
+                "status": status,
+                "errorCode": STATUS_ERROR_CODES[status],
+                "countryCode": None,
+                "mobile": recipient["mobile"],
+                "submitDate": submit,
+                "doneDate": done,
+            }
+            job = [report]
+            if duplicates and self._rng.random() < duplicates:
+                job.append(dict(report))
+            if out_of_order and self._rng.random() < out_of_order:
+                job.append({**report, "status": "UNKNOWN", "errorCode": 0, "doneDate": submit})
+            jobs.append(job)
+        return jobs
+
+    # -- runtime configuration -----------------------------------------------------------------------
+    def configure(self, changes: Mapping[str, Any]) -> dict[str, object]:
+        """Change callback settings of the running sandbox; return the public view of the settings."""
+        unknown = [key for key in changes if key not in CONFIG_KEYS]
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
+        values = dict(changes)
+        if "callback_delay" in values:
+            values["callback_delay"] = _seconds("callback_delay", values["callback_delay"])
+        for key in ("duplicates", "out_of_order"):
+            if key in values:
+                values[key] = check_fraction(key, values[key])
+        if values.get("callback_url") is not None and not str(values["callback_url"]).startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("callback_url must be an http:// or https:// URL")
+        mix = parse_status_mix(values["status_mix"]) if "status_mix" in values else None
+        with self._lock:
+            self.config = dataclasses.replace(self.config, **values)
+            if mix is not None:
+                self._status_mix = mix
+            if "seed" in values:
+                self._rng = random.Random(values["seed"])
+            return self.config.public_view()
+
+    def close(self) -> None:
+        self.dispatcher.close()
