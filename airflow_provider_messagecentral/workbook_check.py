@@ -1,0 +1,325 @@
+"""
+Check a bulk-file workbook a user hands us before it is uploaded: container, headers, every row.
+
+The container is inspected with :mod:`zipfile` (no decompression) before any parser sees it, so a legacy
+.xls, a CSV renamed to .xlsx or a zip bomb is refused with a clear message; rows are then read with
+calamine, which is fast enough to check every row of a large audience.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from python_calamine import CalamineWorkbook
+
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.workbook_build import (
+    ERRORS_SHOWN,
+    InvalidCell,
+    cell_text,
+    invalid_text,
+    number_problem,
+    placeholders,
+)
+
+MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 100
+MAX_ZIP_MEMBERS = 10_000
+SAMPLE_ROWS = 5
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_MB = 1024 * 1024
+
+
+def column_letter(index: int) -> str:
+    """Spreadsheet column letter of a 0-based column index: 0 -> ``A``, 27 -> ``AB``."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def _refuse(path: Path, why: str) -> MessageCentralValidationError:
+    return MessageCentralValidationError(f"{path.name}: {why}")
+
+
+def _describe_non_zip(path: Path, head: bytes) -> str:
+    if head.startswith(_OLE2_MAGIC[:4]):
+        return (
+            "not an .xlsx: this is a legacy .xls or a password-protected/encrypted workbook (OLE2 file) "
+            "— save it as .xlsx without a password"
+        )
+    codec = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8"
+    text = head.decode(codec, errors="replace").lstrip("\ufeff")
+    odd = sum(1 for ch in text if not (ch.isprintable() or ch in "\r\n\t") or ch == "\ufffd")
+    if text.strip() and odd <= len(text) // 20:
+        lines = text.splitlines()
+        first = lines[0][:60] if lines else ""
+        return (
+            f"not an .xlsx: this is CSV or plain text renamed to .xlsx (first line {first!r}) "
+            "— open it in a spreadsheet program and save it as .xlsx"
+        )
+    return f"not an .xlsx workbook (unrecognised content starting with bytes {head[:8].hex(' ')})"
+
+
+def open_checked(
+    path: str | Path,
+    *,
+    max_bytes: int = 50 * _MB,
+    max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES,
+    max_ratio: float = MAX_COMPRESSION_RATIO,
+) -> Path:
+    """
+    Refuse anything that is not a safe .xlsx, without parsing it; return the path.
+
+    Checks the file size, the magic bytes (OLE2 .xls/encrypted, text), that the zip holds an Office Open XML
+    workbook, and the declared uncompressed sizes and compression ratios of its members (zip bombs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MessageCentralValidationError(f"workbook not found: {str(path)!r}")
+    size = path.stat().st_size
+    if size == 0:
+        raise _refuse(path, "the file is empty")
+    if size > max_bytes:
+        raise _refuse(path, f"the file is {size / _MB:.1f} MB, over the limit of {max_bytes / _MB:.1f} MB")
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if not head.startswith(_ZIP_MAGIC):
+        raise _refuse(path, _describe_non_zip(path, head))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise _refuse(path, f"damaged or truncated .xlsx (zip): {err}") from None
+    names = {m.filename for m in members}
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise _refuse(path, f"{len(members)} entries in the zip: not a plain workbook, refused")
+    if "xl/workbook.bin" in names:
+        raise _refuse(path, "a binary .xlsb workbook — save it as .xlsx")
+    if "[Content_Types].xml" not in names or "xl/workbook.xml" not in names:
+        kind = "a zip archive"
+        if "word/document.xml" in names:
+            kind = "a Word document"
+        elif "ppt/presentation.xml" in names:
+            kind = "a PowerPoint presentation"
+        elif "mimetype" in names or "content.xml" in names:
+            kind = "an OpenDocument file (.ods?)"
+        raise _refuse(path, f"{kind}, not an .xlsx workbook (no [Content_Types].xml / xl/workbook.xml)")
+    total = sum(m.file_size for m in members)
+    if total > max_uncompressed_bytes:
+        raise _refuse(
+            path,
+            f"declares {total / _MB:.0f} MB uncompressed (limit {max_uncompressed_bytes / _MB:.0f} MB): "
+            "refused as a possible zip bomb",
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > _MB and ratio > max_ratio:
+            raise _refuse(
+                path,
+                f"member {member.filename!r} expands {ratio:.0f}x ({member.file_size / _MB:.0f} MB): "
+                "refused as a possible zip bomb",
+            )
+    return path
+
+
+@dataclass
+class _Sheet:
+    headers: list[str]
+    header_row: int  # spreadsheet row number of the header
+    col_offset: int
+    rows: Iterator[list[Any]]  # data rows after the header, spreadsheet row header_row + 1 onwards
+    height: int  # rows in the used range, header included
+
+
+def _open_sheet(path: Path) -> _Sheet:
+    try:
+        book = CalamineWorkbook.from_path(str(path))
+        sheet = book.get_sheet_by_index(0)
+    except Exception as err:  # calamine raises its own error types for XML and zip faults
+        raise _refuse(path, f"could not read the workbook: {type(err).__name__}: {err}") from None
+    rows: Iterator[list[Any]] = iter(sheet.iter_rows())
+    start = sheet.start or (0, 0)
+    # calamine yields rows from row 1 of the sheet but columns from the first used column.
+    for row_number, raw in enumerate(rows, start=1):
+        if any(cell_text(v) is not None for v in raw):
+            headers = [(cell_text(v) or "").strip() for v in raw]
+            return _Sheet(headers, row_number, start[1], rows, sheet.height)
+    raise _refuse(path, "the first sheet is empty: expected a header row, then one row per recipient")
+
+
+def _column_index(path: Path, sheet: _Sheet, name: str, role: str) -> int:
+    matches = [i for i, header in enumerate(sheet.headers) if header == name]
+    if len(matches) > 1:
+        letters = ", ".join(column_letter(i + sheet.col_offset) for i in matches)
+        raise _refuse(path, f"{role} column {name!r} appears more than once in the header row ({letters})")
+    if matches:
+        return matches[0]
+    found = ", ".join(repr(h) for h in sheet.headers if h) or "none"
+    hint = ""
+    if sheet.headers and number_problem(sheet.headers[0], "91")[1] is None:
+        hint = "; row 1 looks like data — add a header row"
+    raise _refuse(path, f"no {role} column {name!r} in the header row (row {sheet.header_row}); found: {found}{hint}")
+
+
+@dataclass
+class WorkbookCheck:
+    """
+    A workbook that passed :func:`check_workbook`.
+
+    :param rows: recipient rows (blank rows not counted).
+    :param columns: the header row.
+    :param number_column: the header of the number column.
+    :param sample: the first few rows as header -> text.
+    :param duplicates: rows whose number appeared in an earlier row (they would be texted twice).
+    :param sheet_rows: spreadsheet row numbers of the first and last recipient rows.
+
+    Example::
+
+        check = check_workbook("audience.xlsx", "Hello ##var1##")
+        print(check.rows, check.sample[0])
+    """
+
+    rows: int
+    columns: list[str]
+    number_column: str
+    sample: list[dict[str, str]]
+    duplicates: int = 0
+    sheet_rows: tuple[int, int] = field(default=(0, 0))
+
+
+def check_workbook(
+    path: str | Path,
+    message: str,
+    *,
+    number_column: str = "mobile",
+    default_country: str = "91",
+    max_bytes: int = 50 * 1024 * 1024,
+    max_rows: int = 1_000_000,
+    max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES,
+    max_ratio: float = MAX_COMPRESSION_RATIO,
+) -> WorkbookCheck:
+    """
+    Check a bulk-file workbook before upload: a real .xlsx, the columns the message needs, every row usable.
+
+    Reads the first sheet. Errors name the spreadsheet row (the header is row 1) and the column letter and
+    header, e.g. ``row 7, column C 'var2': empty, needed by ##var2##``; up to 20 are listed with a total.
+
+    :param path: the .xlsx file.
+    :param message: the message with ``##name##`` placeholders; each needs a column of that header.
+    :param number_column: header of the column holding the phone numbers.
+    :param default_country: dialling code for numbers written without one.
+    :param max_bytes: largest file accepted.
+    :param max_rows: most recipient rows accepted.
+    :param max_uncompressed_bytes: largest total declared uncompressed size of the zip's members.
+    :param max_ratio: highest compression ratio accepted for a member over 1 MB.
+    :raises MessageCentralValidationError: saying what is wrong and where.
+    """
+    path = open_checked(path, max_bytes=max_bytes, max_uncompressed_bytes=max_uncompressed_bytes, max_ratio=max_ratio)
+    sheet = _open_sheet(path)
+    if sheet.height - 1 > max_rows:
+        raise _refuse(path, f"{sheet.height - 1} rows under the header, over the limit of {max_rows}")
+    num_idx = _column_index(path, sheet, number_column, "number")
+    needed: list[tuple[int, str, str]] = []  # (column index, header, placeholder)
+    missing: list[str] = []
+    for name in placeholders(message):
+        if name == number_column:
+            continue
+        if name in sheet.headers:
+            needed.append((_column_index(path, sheet, name, "placeholder"), name, name))
+        else:
+            missing.append(f"##{name}##")
+    if missing:
+        found = ", ".join(repr(h) for h in sheet.headers if h) or "none"
+        raise _refuse(path, f"no column for placeholder(s) {', '.join(missing)} in the header row; found: {found}")
+    offset = sheet.col_offset
+    num_letter = column_letter(num_idx + offset)
+    letters = {idx: column_letter(idx + offset) for idx, _, _ in needed}
+    headers = sheet.headers
+
+    problems: list[InvalidCell] = []
+    problem_total = bad_rows = count = duplicates = 0
+    first = last = 0
+    seen: set[int] = set()
+    sample: list[dict[str, str]] = []
+    row_number = sheet.header_row
+    for raw in sheet.rows:
+        row_number += 1
+        width = len(raw)
+        number = raw[num_idx] if num_idx < width else None
+        if (number is None or number == "") and not any(cell_text(v) is not None for v in raw):
+            continue  # a blank row is not a recipient
+        count += 1
+        if count > max_rows:
+            raise _refuse(path, f"more than {max_rows} recipient rows (limit)")
+        first = first or row_number
+        last = row_number
+        row_problems: list[InvalidCell] = []
+        parsed, reason = number_problem(number, default_country)
+        if reason is not None:
+            row_problems.append(InvalidCell(row_number, number_column, reason, num_letter))
+        for idx, header, name in needed:
+            if cell_text(raw[idx] if idx < width else None) is None:
+                row_problems.append(InvalidCell(row_number, header, f"empty, needed by ##{name}##", letters[idx]))
+        if row_problems:
+            bad_rows += 1
+            problem_total += len(row_problems)
+            problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(problems))])
+            continue
+        assert parsed is not None
+        key = int(parsed.msisdn)
+        if key in seen:
+            duplicates += 1
+        seen.add(key)
+        if len(sample) < SAMPLE_ROWS:
+            sample.append(_as_text(headers, raw))
+    if problems:
+        raise _refuse(path, invalid_text(problems, problem_total, bad_rows, "the workbook"))
+    if count == 0:
+        raise _refuse(path, f"no recipient rows under the header row (row {sheet.header_row})")
+    return WorkbookCheck(
+        rows=count,
+        columns=list(headers),
+        number_column=number_column,
+        sample=sample,
+        duplicates=duplicates,
+        sheet_rows=(first, last),
+    )
+
+
+def _as_text(headers: list[str], raw: list[Any]) -> dict[str, str]:
+    width = len(raw)
+    return {h: (cell_text(raw[i]) or "") if i < width else "" for i, h in enumerate(headers) if h}
+
+
+def iter_workbook_rows(
+    path: str | Path, number_column: str = "mobile", *, max_bytes: int = 50 * 1024 * 1024
+) -> Iterator[dict[str, str]]:
+    """
+    Stream the rows of a workbook as header -> text (numbers without ``.0``, dates as ISO text), for previews.
+
+    The container checks of :func:`check_workbook` run first, and the number column must exist; rows are not
+    validated (use :func:`check_workbook` for that) and blank rows are left out.
+
+    :param path: the .xlsx file.
+    :param number_column: header of the column holding the phone numbers.
+    :param max_bytes: largest file accepted.
+    """
+    checked = open_checked(path, max_bytes=max_bytes)
+    sheet = _open_sheet(checked)
+    _column_index(checked, sheet, number_column, "number")
+    return _iter_rows(sheet)
+
+
+def _iter_rows(sheet: _Sheet) -> Iterator[dict[str, str]]:
+    for raw in sheet.rows:
+        row = _as_text(sheet.headers, raw)
+        if any(row.values()):
+            yield row
