@@ -26,6 +26,11 @@ from airflow_provider_messagecentral.exceptions import (
 
 log = logging.getLogger(__name__)
 
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -92,7 +97,7 @@ def call_with_retries(
     max_wait: float,
     retry_uncertain: bool,
     describe: str,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> T:
     """
     Run ``func``, retrying ``MessageCentralRetryableError`` up to ``max_retries`` times.
@@ -110,15 +115,13 @@ def call_with_retries(
     def before_sleep(state: RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "%s: attempt %d failed (%s); retrying in %.1fs", describe, state.attempt_number, err, wait
-        )
+        log.warning("%s: attempt %d failed (%s); retrying in %.1fs", describe, state.attempt_number, err, wait)
 
     retrying = Retrying(
         retry=retry_if_exception(should_retry),
         stop=stop_after_attempt(max_retries + 1) | stop_after_delay(4 * max_wait),
         wait=_RetryAfterOrBackoff(max_wait),
-        sleep=sleep,
+        sleep=sleep or _sleep,
         reraise=True,
         before_sleep=before_sleep,
     )
