@@ -344,7 +344,7 @@ def test_file_send_uploads_xlsx_multipart(make_hook: Any, fake: FakeMessageCentr
 def test_file_send_refuses_non_xlsx(make_hook: Any, fake: FakeMessageCentral, tmp_path: Any) -> None:
     path = tmp_path / "audience.xlsx"
     path.write_text("mobile,var1\n9816111111,Asha\n")
-    with pytest.raises(MessageCentralValidationError, match="not an .xlsx"):
+    with pytest.raises(MessageCentralValidationError, match=r"not an \.xlsx"):
         make_hook().send_file(path, "Hi ##var1##")
     assert fake.calls == []
 
