@@ -1,0 +1,199 @@
+"""Pydantic models of MessageCentral delivery reports (the JSON documents POSTed to the callback URL)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+#: Statuses after which a message's fate no longer changes.
+FINAL_STATUSES: frozenset[str] = frozenset({"DELIVRD", "EXPIRED", "UNDELIV", "REJECTD"})
+#: Final statuses that count as a failed delivery.
+FAILED_STATUSES: frozenset[str] = frozenset({"EXPIRED", "UNDELIV", "REJECTD"})
+#: Every status the API documents; anything else is stored as received and treated as not final.
+KNOWN_STATUSES: frozenset[str] = FINAL_STATUSES | {"UNKNOWN"}
+DELIVERED = "DELIVRD"
+
+#: Fields of a report that are stored in their own columns (everything else goes to ``extra``).
+#: ``apiKey`` is never stored or echoed: it may carry a credential.
+KNOWN_FIELDS: frozenset[str] = frozenset(
+    {"messageId", "status", "errorCode", "mobile", "countryCode", "apiKey", "clientId", "submitDate", "doneDate"}
+)
+
+_MOBILE_SEPARATORS = re.compile(r"[\s\-().]")
+
+
+def is_final(status: str | None) -> bool:
+    """Whether ``status`` is one after which the message's fate no longer changes."""
+    return status in FINAL_STATUSES
+
+
+def normalize_mobile(value: object) -> str | None:
+    """
+    Digits only, with the country code: ``+91 98161 11111`` -> ``919816111111``.
+
+    Returns ``None`` for empty values; raises ``ValueError`` for anything that is not a phone number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"mobile must be text or an integer, got {type(value).__name__}")
+    text = _MOBILE_SEPARATORS.sub("", str(value).strip())
+    if not text:
+        return None
+    if text.startswith("+"):
+        text = text[1:]
+    elif text.startswith("00"):
+        text = text[2:]
+    if not text.isdigit() or len(text) > 20:
+        raise ValueError("mobile must contain only digits (with an optional leading '+')")
+    return text
+
+
+def _zone(name: str) -> ZoneInfo | timezone:
+    if name.upper() in ("UTC", "Z", ""):
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown time zone {name!r}") from err
+
+
+def parse_report_datetime(value: object, tz: str = "UTC") -> datetime | None:
+    """
+    Parse ``YYYY-MM-DD HH:MM:SS`` (the documented form) or ISO 8601 into a naive UTC datetime.
+
+    A value without a zone is read in ``tz`` (UTC unless configured otherwise).
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as err:
+            raise ValueError(f"expected a date like '2023-11-02 13:59:18' or ISO 8601, got {value[:40]!r}") from err
+    else:
+        raise ValueError(f"expected a date string, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_zone(tz))
+    return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+class DeliveryReport(BaseModel):
+    """
+    One delivery report as MessageCentral POSTs it to the callback URL.
+
+    Unknown fields are kept (``model_extra``) and stored with the report. Dates become naive UTC
+    datetimes; a date without a zone is read in the zone passed as validation context ``{"tz": ...}``
+    (UTC by default). ``mobile`` is normalised to digits with the country code.
+
+    :param messageId: MessageCentral's id of the message (required, non-empty).
+    :param status: ``DELIVRD``, ``EXPIRED``, ``UNDELIV``, ``UNKNOWN``, ``REJECTD`` or anything else
+        (kept as received, upper-cased, and treated as not final).
+    :param errorCode: operator error code, ``0`` on success.
+    :param mobile: the recipient, country code included.
+
+    Example::
+
+        report = DeliveryReport.model_validate(
+            {"messageId": "a2e87214-d18c-4a2e-b7f4-802c4465a9b9", "status": "DELIVRD", "errorCode": 0,
+             "mobile": "919999999999", "submitDate": "2023-11-02 13:59:18", "doneDate": "2023-11-02 13:59:22"}
+        )
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    messageId: str = Field(min_length=1, max_length=200)
+    status: str = Field(min_length=1, max_length=40)
+    errorCode: int | None = None
+    mobile: str | None = None
+    countryCode: str | None = Field(default=None, max_length=10)
+    apiKey: str | None = Field(default=None, repr=False)
+    clientId: str | None = Field(default=None, max_length=200)
+    submitDate: datetime | None = None
+    doneDate: datetime | None = None
+
+    @field_validator("messageId", mode="before")
+    @classmethod
+    def _message_id(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str):
+            return value.strip()
+        return value
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().upper()
+        return value
+
+    @field_validator("errorCode", mode="before")
+    @classmethod
+    def _error_code(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, bool):
+            raise ValueError("errorCode must be a number, got a boolean")
+        if isinstance(value, str):
+            text = value.strip()
+            if not text.lstrip("-").isdigit():
+                raise ValueError(f"errorCode must be a number, got {value[:20]!r}")
+            return int(text)
+        return value
+
+    @field_validator("mobile", mode="before")
+    @classmethod
+    def _mobile(cls, value: object) -> str | None:
+        return normalize_mobile(value)
+
+    @field_validator("countryCode", "clientId", "apiKey", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("submitDate", "doneDate", mode="before")
+    @classmethod
+    def _date(cls, value: object, info: ValidationInfo) -> datetime | None:
+        tz = "UTC"
+        if isinstance(info.context, dict):
+            tz = str(info.context.get("tz") or "UTC")
+        return parse_report_datetime(value, tz)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def extra_fields(self) -> dict[str, Any]:
+        """Fields the API did not document, as received (stored in the report's ``extra`` column)."""
+        return dict(self.model_extra or {})
+
+    def __repr__(self) -> str:
+        return f"DeliveryReport(messageId={self.messageId!r}, status={self.status!r}, mobile={self.mobile!r})"
+
+
+class IngestResult(BaseModel):
+    """
+    What :meth:`ReportStore.ingest` did with a batch of reports.
+
+    :param stored: reports inserted or that replaced an older status of their message.
+    :param duplicates: reports whose message already had that status (nothing changed).
+    :param ignored_stale: reports older than, or non-final after, the stored status of their message.
+    """
+
+    stored: int = 0
+    duplicates: int = 0
+    ignored_stale: int = 0

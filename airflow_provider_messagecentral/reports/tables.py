@@ -1,0 +1,158 @@
+"""
+SQLAlchemy Core tables of the delivery-report store and the ordered schema migrations.
+
+Every table is prefixed ``mc_``. The schema version lives in ``mc_schema_version`` (one row per applied
+step). A migration step must never change an earlier step: add a new step (``ALTER``/``CREATE``) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+metadata = MetaData()
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+_Json = JSON().with_variant(JSONB(), "postgresql")
+
+schema_version = Table(
+    "mc_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime, nullable=False),
+)
+
+campaigns = Table(
+    "mc_campaigns",
+    metadata,
+    Column("campaign_key", String(64), primary_key=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("map_index", Integer, nullable=False, default=-1),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("first_send_at", DateTime, nullable=True),
+    Column("last_send_at", DateTime, nullable=True),
+    # Matching window of reports by mobile: [first_send_at - 1 min, last_send_at + 3 days].
+    Column("window_start", DateTime, nullable=True),
+    Column("window_end", DateTime, nullable=True),
+    Column("recipients", Integer, nullable=False, default=0),
+    Index("mc_campaigns_created_idx", "created_at"),
+    Index("mc_campaigns_window_idx", "window_start", "window_end"),
+)
+
+ledger = Table(
+    "mc_send_ledger",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("campaign_key", String(64), nullable=False),
+    Column("unit_key", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("recipients", Integer, nullable=False, default=0),
+    Column("transaction_id", String(200), nullable=True),
+    Column("verification_id", String(200), nullable=True),
+    Column("response", _Json, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("campaign_key", "unit_key", name="mc_send_ledger_unit_uq"),
+)
+
+# One row per recipient of an accepted send unit. The report that matched the recipient is copied onto
+# the row (report_message_id, status, ...) when the report arrives or when the recipient is recorded,
+# so that a campaign summary is one GROUP BY over the covering index (campaign_key, status).
+recipients = Table(
+    "mc_campaign_recipients",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("campaign_key", String(64), nullable=False),
+    Column("unit_key", String(200), nullable=False),
+    Column("mobile", String(32), nullable=False),
+    Column("message_id", String(200), nullable=True),  # the send's transactionId
+    Column("verification_id", String(200), nullable=True),
+    Column("sent_at", DateTime, nullable=False),
+    Column("report_message_id", String(200), nullable=True),
+    Column("match_kind", String(8), nullable=True),  # "id" or "mobile"
+    Column("match_date", DateTime, nullable=True),  # submit date of the matched report (latest wins)
+    Column("status", String(40), nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("submit_date", DateTime, nullable=True),
+    Column("done_date", DateTime, nullable=True),
+    Index("mc_recipients_campaign_mobile_idx", "campaign_key", "mobile"),
+    Index("mc_recipients_campaign_status_idx", "campaign_key", "status"),
+    Index("mc_recipients_campaign_unit_idx", "campaign_key", "unit_key"),
+    Index("mc_recipients_message_idx", "message_id"),
+    Index("mc_recipients_mobile_idx", "mobile"),
+)
+
+reports = Table(
+    "mc_reports",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False, unique=True),
+    Column("status", String(40), nullable=False),
+    Column("is_final", SmallInteger, nullable=False, default=0),
+    Column("error_code", Integer, nullable=True),
+    Column("mobile", String(32), nullable=True),
+    Column("country_code", String(10), nullable=True),
+    Column("client_id", String(200), nullable=True),
+    Column("submit_date", DateTime, nullable=True),
+    Column("done_date", DateTime, nullable=True),
+    Column("received_at", DateTime, nullable=False),
+    Column("extra", _Json, nullable=True),
+    Index("mc_reports_mobile_submit_idx", "mobile", "submit_date"),
+)
+
+raw_reports = Table(
+    "mc_raw_reports",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime, nullable=False),
+    Column("remote", String(64), nullable=True),
+    Column("body", Text, nullable=False),
+    Index("mc_raw_reports_received_idx", "received_at"),
+)
+
+suppression = Table(
+    "mc_suppression",
+    metadata,
+    Column("mobile", String(32), primary_key=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("added_at", DateTime, nullable=False),
+)
+
+
+def _v1_reports_and_ledger(conn: Connection) -> None:
+    for table in (campaigns, ledger, recipients, reports, raw_reports):
+        table.create(conn, checkfirst=True)
+
+
+def _v2_suppression(conn: Connection) -> None:
+    suppression.create(conn, checkfirst=True)
+
+
+#: Ordered migration steps: (version, description, step). Run in one transaction, never edited once released.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "campaigns, send ledger, recipients, reports, raw reports", _v1_reports_and_ledger),
+    (2, "suppression list", _v2_suppression),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]

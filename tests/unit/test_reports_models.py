@@ -1,0 +1,116 @@
+"""Delivery-report payloads as MessageCentral sends them, and the ones it must refuse."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from pydantic import ValidationError
+
+from airflow_provider_messagecentral.reports.models import DeliveryReport, normalize_mobile
+
+DOCUMENTED = {
+    "apiKey": None,
+    "clientId": None,
+    "messageId": "a2e87214-d18c-4a2e-b7f4-802c4465a9b9",
+    "status": "DELIVRD",
+    "errorCode": 0,
+    "countryCode": None,
+    "mobile": "919999999999",
+    "submitDate": "2023-11-02 13:59:18",
+    "doneDate": "2023-11-02 13:59:22",
+}
+
+
+def test_documented_payload_parses() -> None:
+    report = DeliveryReport.model_validate(DOCUMENTED)
+    assert report.messageId == "a2e87214-d18c-4a2e-b7f4-802c4465a9b9"
+    assert report.status == "DELIVRD"
+    assert report.is_final
+    assert report.errorCode == 0
+    assert report.mobile == "919999999999"
+    assert report.submitDate == datetime(2023, 11, 2, 13, 59, 18)
+    assert report.doneDate == datetime(2023, 11, 2, 13, 59, 22)
+    assert report.extra_fields() == {}
+
+
+def test_lenient_forms_are_normalised_and_unknown_fields_kept() -> None:
+    report = DeliveryReport.model_validate(
+        {
+            "messageId": 12345,
+            "status": " undeliv ",
+            "errorCode": "34",
+            "mobile": "+91 98161 11111",
+            "submitDate": "2023-11-02T13:59:18Z",
+            "doneDate": "2023-11-02T19:29:22+05:30",
+            "operator": "Jio",
+            "segments": 2,
+        }
+    )
+    assert report.messageId == "12345"
+    assert report.status == "UNDELIV"
+    assert report.errorCode == 34
+    assert report.mobile == "919816111111"
+    assert report.submitDate == datetime(2023, 11, 2, 13, 59, 18)
+    assert report.doneDate == datetime(2023, 11, 2, 13, 59, 22)
+    assert report.extra_fields() == {"operator": "Jio", "segments": 2}
+
+
+def test_unrecognised_status_is_kept_and_not_final() -> None:
+    report = DeliveryReport.model_validate({"messageId": "m", "status": "ACCEPTD", "mobile": None})
+    assert report.status == "ACCEPTD"
+    assert not report.is_final
+    assert report.mobile is None
+
+
+def test_dates_without_zone_use_the_configured_zone() -> None:
+    report = DeliveryReport.model_validate(
+        {"messageId": "m", "status": "DELIVRD", "submitDate": "2023-11-02 19:29:18"},
+        context={"tz": "Asia/Kolkata"},
+    )
+    assert report.submitDate == datetime(2023, 11, 2, 13, 59, 18)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"status": {"code": "DELIVRD"}}, "status"),
+        ({"messageId": ["a", "b"]}, "messageId"),
+        ({"messageId": ""}, "messageId"),
+        ({"messageId": None}, "messageId"),
+        ({"submitDate": "02/11/2023 13:59"}, "submitDate"),
+        ({"doneDate": 1699000000}, "doneDate"),
+        ({"errorCode": "bad"}, "errorCode"),
+        ({"mobile": "call me"}, "mobile"),
+        ({"mobile": {"n": 1}}, "mobile"),
+    ],
+)
+def test_wrong_types_are_refused_naming_the_field(change: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        DeliveryReport.model_validate({**DOCUMENTED, **change})
+    assert field in str(err.value)
+
+
+def test_missing_message_id_is_refused() -> None:
+    payload = dict(DOCUMENTED)
+    del payload["messageId"]
+    with pytest.raises(ValidationError, match="messageId"):
+        DeliveryReport.model_validate(payload)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+91 98161 11111", "919816111111"),
+        ("0091-9816111111", "919816111111"),
+        (919816111111, "919816111111"),
+        ("", None),
+    ],
+)
+def test_normalize_mobile(raw: object, expected: str | None) -> None:
+    assert normalize_mobile(raw) == expected
+
+
+def test_api_key_is_not_in_repr() -> None:
+    report = DeliveryReport.model_validate({**DOCUMENTED, "apiKey": "s3cr3t-key"})
+    assert "s3cr3t-key" not in repr(report)
