@@ -1,0 +1,213 @@
+"""MessageCentralDeliverySensor: wait until a campaign's delivery reports reach a delivered ratio."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, XComArg, conf
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
+from airflow_provider_messagecentral.triggers.messagecentral import (
+    MessageCentralDeliveryTrigger,
+    evaluate_delivery,
+    read_summary,
+    store_url_for_settings,
+    validate_optional_ratio,
+    validate_ratio,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+EVENT_STATUSES = ("success", "failure", "timeout", "error")
+
+
+def campaign_key_from(value: Any) -> str:
+    """
+    The campaign key from a send operator's XCom dict (its ``campaign`` key) or from the key itself.
+
+    Raises ``ValueError`` saying what was passed when it is neither.
+    """
+    if isinstance(value, Mapping):
+        if "campaign" not in value:
+            keys = ", ".join(sorted(str(k) for k in value)) or "none"
+            raise ValueError(
+                f"campaign: the dict has no 'campaign' key (keys: {keys}); pass a send operator's XCom "
+                "(send.output) or its campaign key string"
+            )
+        value = value["campaign"]
+    if not isinstance(value, str):
+        raise ValueError(
+            f"campaign must be a send operator's XCom dict or a campaign key string, got {type(value).__name__}"
+        )
+    key = value.strip()
+    if not key:
+        raise ValueError("campaign is an empty string: pass a send operator's XCom (send.output) or its campaign key")
+    return key
+
+
+class MessageCentralDeliverySensor(BaseSensorOperator):
+    """
+    Wait until enough of a campaign's messages are delivered, reading the delivery-report store.
+
+    The store is the one named by the connection's ``reports_url`` / ``reports_conn_id`` extras (default
+    SQLite under ``$AIRFLOW_HOME``), filled by the callback receiver. Ratios are over the campaign's
+    recipients. The sensor succeeds when ``delivered / recipients >= min_delivered_ratio`` and fails at
+    once (``AirflowFailException``, no retries) when the campaign is unknown, when ``failed / recipients >
+    max_failed_ratio``, or when every recipient has a final status and the delivered ratio is still short.
+    After ``timeout`` seconds it raises ``AirflowSensorTimeout`` (skipped with ``soft_fail=True``), in every
+    mode. Its XCom is the campaign summary: ``{"campaign", "recipients", "delivered", "failed", "pending",
+    "final", "by_status", "delivered_ratio", "failed_ratio"}``. A dry-run send (its XCom has
+    ``dry_run: true``) sent nothing: the sensor skips.
+
+    .. code-block:: python
+
+        send = MessageCentralBulkSendOperator(task_id="send", phone_numbers=numbers, message="Sale ends today")
+        MessageCentralDeliverySensor(
+            task_id="wait_for_delivery",
+            campaign=send.output,
+            min_delivered_ratio=0.9,
+            max_failed_ratio=0.05,
+            poke_interval=60,
+            timeout=6 * 3600,
+            deferrable=True,
+        )
+
+    :param campaign: the send task's XCom dict (``send.output``) or its ``campaign`` key string. Templated.
+    :param messagecentral_conn_id: the MessageCentral connection whose extras name the report store.
+    :param min_delivered_ratio: delivered / recipients needed for success, between 0 and 1.
+    :param max_failed_ratio: fail as soon as failed / recipients exceeds it, between 0 and 1 (``None``: no
+        bound). Checked before the delivered ratio.
+    :param deferrable: check once, then wait in the triggerer (no worker slot held) with
+        :class:`~airflow_provider_messagecentral.triggers.messagecentral.MessageCentralDeliveryTrigger`.
+        Default from ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("campaign",)
+    ui_color = "#d8f0e3"
+
+    def __init__(
+        self,
+        *,
+        campaign: dict[str, Any] | str | XComArg,
+        messagecentral_conn_id: str = MessageCentralHook.default_conn_name,
+        min_delivered_ratio: float = 0.95,
+        max_failed_ratio: float | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        resolved_later = isinstance(campaign, XComArg) or (
+            isinstance(campaign, Mapping) and isinstance(campaign.get("campaign"), XComArg)
+        )
+        if not resolved_later:
+            try:
+                campaign_key_from(campaign)  # a template string is non-empty text: checked again once rendered
+            except ValueError as err:
+                raise ValueError(f"{err} (task {self.task_id!r})") from None
+        self.campaign = campaign
+        self.messagecentral_conn_id = messagecentral_conn_id
+        try:
+            self.min_delivered_ratio = validate_ratio("min_delivered_ratio", min_delivered_ratio)
+            self.max_failed_ratio = validate_optional_ratio("max_failed_ratio", max_failed_ratio)
+        except ValueError as err:
+            raise ValueError(f"{err} (task {self.task_id!r})") from None
+        self.deferrable = deferrable
+
+    # -- store ------------------------------------------------------------------------------------------
+
+    def _store_url(self) -> str:
+        settings = MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id).settings
+        return store_url_for_settings(settings.reports_url, settings.reports_conn_id)
+
+    def _campaign_key(self) -> str:
+        try:
+            return campaign_key_from(self.campaign)
+        except ValueError as err:
+            raise AirflowFailException(f"{err} (task {self.task_id!r})") from None
+
+    def _dry_run(self) -> bool:
+        return isinstance(self.campaign, Mapping) and self.campaign.get("dry_run") is True
+
+    def check(self, campaign: str) -> dict[str, Any] | None:
+        """
+        Read the campaign summary once and judge it: the summary when the delivered ratio is reached,
+        ``None`` while waiting. Raises ``AirflowFailException`` when the campaign is unknown or failed.
+        """
+        summary = read_summary(self._store_url(), campaign)
+        if summary is None:
+            raise AirflowFailException(
+                f"campaign {campaign!r} is unknown to the report store of connection "
+                f"{self.messagecentral_conn_id!r}: was it sent with that connection?"
+            )
+        result = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio)
+        self.log.info("%s", result.message)
+        if result.verdict == "failure":
+            raise AirflowFailException(result.message)
+        return summary if result.verdict == "success" else None
+
+    # -- modes ------------------------------------------------------------------------------------------
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        summary = self.check(self._campaign_key())
+        return PokeReturnValue(is_done=summary is not None, xcom_value=summary)
+
+    def execute(self, context: Context) -> Any:
+        if self._dry_run():
+            raise AirflowSkipException("the send was a dry run: no message was sent, no report will come")
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            campaign = self._campaign_key()
+            summary = self.check(campaign)
+        except AirflowFailException as err:
+            # The same rule BaseSensorOperator applies to poke(): soft_fail / never_fail turn failures into skips.
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping due to soft_fail/never_fail: {err}") from err
+            raise
+        if summary is not None:
+            return summary
+        self.defer(
+            trigger=MessageCentralDeliveryTrigger(
+                campaign=campaign,
+                deadline=time.time() + self.timeout,
+                messagecentral_conn_id=self.messagecentral_conn_id,
+                min_delivered_ratio=self.min_delivered_ratio,
+                max_failed_ratio=self.max_failed_ratio,
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """
+        Resume after the trigger: return the summary on success, raise on anything else.
+
+        ``failure`` -> ``AirflowFailException``; ``timeout`` -> ``AirflowSensorTimeout``; ``error`` ->
+        ``AirflowException`` (retried as usual). ``soft_fail`` skips instead, as in the other modes.
+        """
+        if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
+            raise AirflowException(f"unexpected event from MessageCentralDeliveryTrigger: {event!r}")
+        status = event["status"]
+        message = str(event.get("message") or "")
+        summary = event.get("summary")
+        if status == "success":
+            if not isinstance(summary, Mapping):
+                raise AirflowException(f"the trigger's success event carries no summary: {event!r}")
+            self.log.info("%s", message)
+            return dict(summary)
+        if status == "failure":
+            raise AirflowFailException(message)
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        raise AirflowException(message or "the delivery trigger failed")
