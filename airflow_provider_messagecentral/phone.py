@@ -73,6 +73,47 @@ def _clean_code(country_code: str | int) -> str:
     return code
 
 
+_SEPARATORS = str.maketrans("", "", " -().\u00a0")
+
+
+def _valid(country_code: str, national: str) -> bool:
+    """libphonenumber's validity check on an already split number (skips the costly text parse)."""
+    if not national or national[0] == "0" or not national.isdigit() or len(national) > 14:
+        return False
+    number = phonenumbers.PhoneNumber(country_code=int(country_code), national_number=int(national))
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code), ())
+    if len(regions) == 1:
+        return bool(phonenumbers.is_valid_number_for_region(number, regions[0]))
+    return bool(phonenumbers.is_valid_number(number))
+
+
+def _fast_parse(text: str, code: str) -> PhoneNumber | None:
+    """
+    The common shapes (``9816111111``, ``919816111111``, ``+91 98161 11111``) without a full parse.
+
+    Returns a number only when libphonenumber deems it valid; anything else goes to the full parser,
+    which also gives the precise reason a number is rejected.
+    """
+    compact = text.translate(_SEPARATORS)
+    if compact.startswith("+"):
+        digits = compact[1:]
+    elif compact.startswith("00"):
+        digits = compact[2:]
+    else:
+        if not compact.isdigit():
+            return None
+        if len(compact) > 10 and compact.startswith(code) and _valid(code, compact[len(code) :]):
+            return PhoneNumber(code, compact[len(code) :])
+        return PhoneNumber(code, compact) if _valid(code, compact) else None
+    if not digits.isdigit():
+        return None
+    for size in (1, 2, 3):
+        cc = digits[:size]
+        if int(cc) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return PhoneNumber(cc, digits[size:]) if _valid(cc, digits[size:]) else None
+    return None
+
+
 def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
     """
     Parse one number; raise ``ValueError`` saying why it is not usable.
@@ -86,6 +127,9 @@ def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
     if not text:
         raise ValueError("empty phone number")
     code = _clean_code(default_country)
+    fast = _fast_parse(text, code)
+    if fast is not None:
+        return fast
     region = _region_for(code)
     candidates = [text]
     digits = "".join(ch for ch in text if ch.isdigit())

@@ -80,8 +80,7 @@ def sandbox_server() -> Iterator[Any]:
 @pytest.fixture
 def sandbox(sandbox_server: Any) -> Any:
     """The session's sandbox, reset (log, stats, faults, callbacks) before each test."""
-    sandbox_server.reset()
-    sandbox_server.configure(callback_url=None)
+    sandbox_server.reset(restore_config=True)
     return sandbox_server
 
 
