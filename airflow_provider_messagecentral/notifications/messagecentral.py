@@ -1,0 +1,167 @@
+"""MessageCentralNotifier: text people when a task or DAG run fails (or succeeds)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseNotifier
+
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_FAILURE_MESSAGE = (
+    "Airflow: {{ ti.task_id if ti else '' }} in {{ dag.dag_id if dag else '' }} failed "
+    "(run {{ run_id }}, try {{ ti.try_number if ti else '' }})"
+)
+
+
+class MessageCentralNotifier(BaseNotifier):
+    """
+    Send an SMS through MessageCentral from an Airflow callback (``on_failure_callback``,
+    ``on_success_callback`` ...) of a task or a DAG.
+
+    ``mobile_numbers`` and ``message`` are Jinja templates rendered with the callback's context: ``dag``,
+    ``ti`` (``ti.task_id``, ``ti.try_number``, ``ti.log_url``), ``run_id``, ``ds`` ... One number is sent with
+    ``send_message``, several with ``send_bulk``. A failure to send is logged as an error and never raised, so
+    it cannot hide the failure that triggered the callback.
+
+    Note: under ``dag.test()``, DAG-level notifier callbacks with template fields error in Airflow 3.3
+    ('SerializedDAG' has no ``get_template_env``); task-level callbacks work, and deployments are unaffected.
+
+    .. code-block:: python
+
+        from airflow_provider_messagecentral.notifications.messagecentral import MessageCentralNotifier
+
+        BashOperator(
+            task_id="load",
+            bash_command="exit 1",
+            on_failure_callback=MessageCentralNotifier(
+                mobile_numbers=["+919816111111"],
+                message="{{ ti.task_id }} failed in {{ dag.dag_id }}, try {{ ti.try_number }}: {{ ti.log_url }}",
+            ),
+        )
+
+    :param mobile_numbers: one number or a list (national numbers read with ``country_code``); templated.
+    :param message: the text; templated.
+    :param messagecentral_conn_id: the ``messagecentral`` connection.
+    :param country_code: dialling code for national numbers (default: the connection's).
+    :param sender_id: registered sender id (default: the connection's).
+    :param flow_type: ``SMS``, ``WHATSAPP``, ``RCS`` or ``SAUTH`` (default: the connection's).
+    :param message_type: default ``TRANSACTIONAL`` (alerts are not promotions).
+    :param template_id: DLT template id; needs ``entity_id``.
+    :param entity_id: DLT entity id; needs ``template_id``.
+    """
+
+    template_fields: Sequence[str] = (
+        "mobile_numbers",
+        "message",
+        "country_code",
+        "sender_id",
+        "flow_type",
+        "message_type",
+        "template_id",
+        "entity_id",
+    )
+
+    def __init__(
+        self,
+        mobile_numbers: str | int | Sequence[str | int],
+        message: str = DEFAULT_FAILURE_MESSAGE,
+        *,
+        messagecentral_conn_id: str = MessageCentralHook.default_conn_name,
+        country_code: str | None = None,
+        sender_id: str | None = None,
+        flow_type: str | None = None,
+        message_type: str | None = "TRANSACTIONAL",
+        template_id: str | None = None,
+        entity_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(mobile_numbers, (list, tuple)) and not mobile_numbers:
+            raise MessageCentralValidationError("mobile_numbers is empty: nobody to notify")
+        if mobile_numbers is None or isinstance(mobile_numbers, (bool, float, dict, bytes)):
+            raise MessageCentralValidationError(
+                f"mobile_numbers must be a number or a list of numbers, got {type(mobile_numbers).__name__}"
+            )
+        if not isinstance(message, str) or not message.strip():
+            raise MessageCentralValidationError("message must be non-empty text")
+        if bool(template_id) != bool(entity_id):
+            raise MessageCentralValidationError(
+                "template_id and entity_id go together (DLT registration): give both or neither"
+            )
+        self.mobile_numbers = mobile_numbers
+        self.message = message
+        self.messagecentral_conn_id = messagecentral_conn_id
+        self.country_code = country_code
+        self.sender_id = sender_id
+        self.flow_type = flow_type
+        self.message_type = message_type
+        self.template_id = template_id
+        self.entity_id = entity_id
+        #: the outcome of the last notification (for tests and callers): ``"sent"`` or the error text.
+        self.last_outcome: str | None = None
+
+    def _options(self) -> dict[str, Any]:
+        options = {
+            "country_code": self.country_code,
+            "sender_id": self.sender_id,
+            "flow_type": self.flow_type,
+            "message_type": self.message_type,
+            "template_id": self.template_id,
+            "entity_id": self.entity_id,
+        }
+        return {k: v for k, v in options.items() if v not in (None, "")}
+
+    def _numbers(self) -> list[str | int]:
+        value: Any = self.mobile_numbers
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").replace("\n", ",").split(",")]
+            return [p for p in parts if p]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        return list(value)
+
+    def notify(self, context: Context) -> None:
+        """Send the rendered message; log (never raise) a failure."""
+        try:
+            numbers = self._numbers()
+            if not numbers:
+                raise MessageCentralValidationError("mobile_numbers rendered to nothing: nobody to notify")
+            hook = MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id)
+            if len(numbers) == 1:
+                data = hook.send_message(numbers[0], self.message, **self._options())
+                self.log.info("MessageCentral notification sent (transaction %s)", data.get("transactionId"))
+            else:
+                results = hook.send_bulk(numbers, self.message, **self._options())
+                self.log.info(
+                    "MessageCentral notification sent to %d number(s) in %d request(s)",
+                    sum(len(r.get("recipients", ())) for r in results),
+                    len(results),
+                )
+            self.last_outcome = "sent"
+        except Exception as err:
+            self.last_outcome = f"{type(err).__name__}: {err}"
+            self.log.error("MessageCentral notification was NOT sent (%s); the callback carries on", self.last_outcome)
+
+    def __call__(self, *args: Any) -> None:
+        """
+        Render a copy of the notifier with the callback's context and send it; never raise.
+
+        Rendering works on a copy, so one notifier instance can serve many tasks and runs.
+        """
+        notifier = copy.copy(self)
+        try:
+            BaseNotifier.__call__(notifier, *args)
+        except Exception as err:  # rendering errors: notify() itself never raises
+            self.last_outcome = f"{type(err).__name__}: {err}"
+            self.log.error("MessageCentral notification was NOT sent (%s)", self.last_outcome)
+            return
+        self.last_outcome = notifier.last_outcome
+
+
+__all__ = ["MessageCentralNotifier"]
