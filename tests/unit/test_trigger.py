@@ -200,3 +200,14 @@ def test_password_never_reaches_the_event_or_repr(store_url: str) -> None:
     [event] = run_trigger(t)
     for text in (json.dumps(event.payload), repr(t), json.dumps(t.serialize())):
         assert "s3cret-Passw0rd" not in text
+
+
+def test_store_named_by_reports_conn_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "via-conn.db"
+    monkeypatch.setenv("AIRFLOW_CONN_MC_REPORTS_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    conn = {"conn_type": "messagecentral", "host": "http://127.0.0.1:9", "login": "C-1", "password": "pw"}
+    extra = {"email": "a@b.c", "reports_conn_id": "mc_reports_db"}
+    monkeypatch.setenv("AIRFLOW_CONN_MC_VIA_CONN", json.dumps({**conn, "extra": extra}))
+    key, _ = seed(f"sqlite:///{db}", ["DELIVRD"])
+    [event] = run_trigger(trigger(key, messagecentral_conn_id="mc_via_conn"))
+    assert event.payload["status"] == "success"
