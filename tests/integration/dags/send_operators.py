@@ -29,7 +29,7 @@ def _dag(dag_id: str, **kwargs: object) -> DAG:
     return DAG(dag_id=dag_id, schedule=None, start_date=START, catchup=False, tags=["messagecentral-tests"], **kwargs)
 
 
-with _dag("mc_ops_single") as single_dag:
+with _dag("mc_ops_basic") as basic_dag:
     MessageCentralSendOperator(
         task_id="single",
         mobile_number="9816100001",
@@ -38,6 +38,12 @@ with _dag("mc_ops_single") as single_dag:
     )
     MessageCentralSendOperator.partial(task_id="mapped", message="Your code is ready").expand(
         mobile_number=MAPPED_NUMBERS
+    )
+    MessageCentralBulkSendOperator(
+        task_id="bulk_csv",
+        phone_numbers=str(WORKDIR / "audience.csv"),
+        message="Store opening on {{ ds }}",
+        chunk_size=2,
     )
 
 with _dag("mc_ops_bulk_retry") as bulk_retry_dag:
@@ -49,14 +55,6 @@ with _dag("mc_ops_bulk_retry") as bulk_retry_dag:
         chunk_size=2,
         retries=1,
         retry_delay=timedelta(seconds=0),
-    )
-
-with _dag("mc_ops_bulk_file") as bulk_file_dag:
-    MessageCentralBulkSendOperator(
-        task_id="bulk_csv",
-        phone_numbers=str(WORKDIR / "audience.csv"),
-        message="Store opening on {{ ds }}",
-        chunk_size=500,
     )
 
 
