@@ -101,7 +101,7 @@ def mc_conn(sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     reports_url = f"sqlite:///{tmp_path / 'reports.db'}"
 
     def configure(conn_id: str = "messagecentral_default", **extra: Any) -> dict[str, Any]:
-        conn = sandbox_connection(sandbox.url, reports_url=reports_url, **extra)
+        conn = sandbox_connection(sandbox.url, **{"reports_url": reports_url, **extra})
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
         return conn
 
