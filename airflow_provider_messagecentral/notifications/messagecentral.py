@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.definitions._internal.templater import Templater
 
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
 DEFAULT_FAILURE_MESSAGE = (
@@ -30,8 +32,8 @@ class MessageCentralNotifier(BaseNotifier):
     ``send_message``, several with ``send_bulk``. A failure to send is logged as an error and never raised, so
     it cannot hide the failure that triggered the callback.
 
-    Note: under ``dag.test()``, DAG-level notifier callbacks with template fields error in Airflow 3.3
-    ('SerializedDAG' has no ``get_template_env``); task-level callbacks work, and deployments are unaffected.
+    Works as a task-level and as a DAG-level callback (a DAG-level callback under ``dag.test()`` gets a
+    serialized DAG without a template environment: the notifier then renders with Airflow's default one).
 
     .. code-block:: python
 
@@ -147,6 +149,22 @@ class MessageCentralNotifier(BaseNotifier):
         except Exception as err:
             self.last_outcome = f"{type(err).__name__}: {err}"
             self.log.error("MessageCentral notification was NOT sent (%s); the callback carries on", self.last_outcome)
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """
+        Render the template fields; a DAG object without ``get_template_env`` (the serialized DAG that
+        DAG-level callbacks get under ``dag.test()``) falls back to Airflow's default template environment.
+        """
+        dag = context.get("dag")
+        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
+            jinja_env = self.get_template_env(dag=None)
+        super().render_template_fields(context, jinja_env)
+
+    def _render(self, template: Any, context: Any, dag: Any = None) -> Any:
+        dag = dag or context.get("dag")
+        if dag is not None and not hasattr(dag, "render_template_as_native_obj"):
+            dag = None
+        return Templater._render(self, template, context, dag)
 
     def __call__(self, *args: Any) -> None:
         """

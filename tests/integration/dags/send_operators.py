@@ -111,7 +111,12 @@ with _dag("mc_ops_bad_inputs") as bad_inputs_dag:
     )
 
 
-with _dag("mc_ops_notify") as notify_dag:
+with _dag(
+    "mc_ops_notify",
+    on_failure_callback=MessageCentralNotifier(
+        mobile_numbers="9816188888", message="DAG {{ dag.dag_id }} run {{ run_id }} failed"
+    ),
+) as notify_dag:
 
     @task(
         on_failure_callback=MessageCentralNotifier(

@@ -1,0 +1,151 @@
+"""The send ledger: deterministic unit keys; skip accepted, skip or resend pending, record failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_messagecentral.exceptions import (
+    MessageCentralError,
+    MessageCentralUncertainError,
+    MessageCentralValidationError,
+)
+from airflow_provider_messagecentral.ledger import SendLedger, unit_key
+from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key
+
+MOBILES = ["919816100001", "919816100002"]
+
+
+def test_unit_key_is_deterministic_and_ignores_recipient_order() -> None:
+    options = {"flowType": "SMS", "senderId": "UTOMOB", "templateId": None}
+    a = unit_key("bulk", MOBILES, "Sale", options)
+    assert a == unit_key("bulk", list(reversed(MOBILES)), "Sale", {"senderId": "UTOMOB", "flowType": "SMS"})
+    assert a.startswith("bulk-") and len(a) == len("bulk-") + 32
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"recipients": ["919816100001"]},
+        {"message": "Sale!"},
+        {"options": {"flowType": "SMS", "senderId": "OTHER"}},
+        {"kind": "single"},
+        {"content": b"rows-digest"},
+    ],
+)
+def test_unit_key_changes_with_what_recipients_receive(change: dict[str, Any]) -> None:
+    base: dict[str, Any] = {
+        "kind": "bulk",
+        "recipients": MOBILES,
+        "message": "Sale",
+        "options": {"flowType": "SMS", "senderId": "UTOMOB"},
+    }
+    changed = {**base, **change}
+    content = changed.pop("content", b"")
+    assert unit_key(base["kind"], base["recipients"], base["message"], base["options"]) != unit_key(
+        changed["kind"], changed["recipients"], changed["message"], changed["options"], content=content
+    )
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+def _context(run_id: str = "run-1", map_index: int | None = -1) -> dict[str, Any]:
+    return {"ti": SimpleNamespace(dag_id="dag", run_id=run_id, task_id="send", map_index=map_index)}
+
+
+def _ledger(store_url: str, on_uncertain: str = "skip", run_id: str = "run-1") -> SendLedger:
+    return SendLedger.for_task(_context(run_id), kind="bulk", store_url=store_url, on_uncertain=on_uncertain)
+
+
+class Sender:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls = 0
+        self.error = error
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return {"transactionId": f"tx-{self.calls}", "verificationId": "7", "authToken": "must-not-be-stored"}
+
+
+def test_campaign_key_comes_from_the_task_instance(store_url: str) -> None:
+    assert _ledger(store_url).campaign_key == make_campaign_key("dag", "run-1", "send", -1)
+    none_index = SendLedger.for_task(_context(map_index=None), kind="bulk", store_url=store_url)
+    assert none_index.campaign_key == make_campaign_key("dag", "run-1", "send", -1)
+
+
+def test_accepted_unit_is_recorded_with_recipients_and_skipped_by_the_next_try(store_url: str) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    send = Sender()
+    first = _ledger(store_url).run(key, MOBILES, send, label="chunk 1/1")
+    assert (first.status, first.transaction_id, first.recipients) == ("sent", "tx-1", 2)
+
+    store = get_store(store_url)
+    unit = store.get_units(first_campaign := _ledger(store_url).campaign_key)[key]
+    assert (unit.state, unit.transaction_id, unit.recipients) == ("accepted", "tx-1", 2)
+    assert "authToken" not in (unit.response or {})
+    assert store.campaign_summary(first_campaign)["recipients"] == 2  # type: ignore[index]
+
+    again = _ledger(store_url).run(key, MOBILES, send, label="chunk 1/1")
+    assert (again.status, again.transaction_id, send.calls) == ("accepted_before", "tx-1", 1)
+
+
+def test_a_new_run_is_a_new_campaign_and_sends_again(store_url: str) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    send = Sender()
+    _ledger(store_url).run(key, MOBILES, send, label="chunk")
+    result = _ledger(store_url, run_id="run-2").run(key, MOBILES, send, label="chunk")
+    assert result.status == "sent" and send.calls == 2
+
+
+def test_uncertain_send_stays_pending_and_is_skipped_by_default(store_url: str) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    with pytest.raises(MessageCentralUncertainError):
+        _ledger(store_url).run(key, MOBILES, Sender(MessageCentralUncertainError("read timeout")), label="c")
+    ledger = _ledger(store_url)
+    assert ledger.state(key) == "pending"
+
+    send = Sender()
+    result = ledger.run(key, MOBILES, send, label="c")
+    assert (result.status, result.accepted, send.calls) == ("uncertain_skipped", False, 0)
+
+
+def test_uncertain_send_is_resent_with_resend(store_url: str) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    with pytest.raises(MessageCentralUncertainError):
+        _ledger(store_url).run(key, MOBILES, Sender(MessageCentralUncertainError("reset")), label="c")
+    send = Sender()
+    result = _ledger(store_url, on_uncertain="resend").run(key, MOBILES, send, label="c")
+    assert (result.status, send.calls) == ("sent", 1)
+    unit = get_store(store_url).get_units(_ledger(store_url).campaign_key)[key]
+    assert (unit.state, unit.attempts) == ("accepted", 2)
+
+
+def test_final_error_marks_the_unit_failed_and_a_retry_sends_it(store_url: str) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    with pytest.raises(MessageCentralError):
+        _ledger(store_url).run(key, MOBILES, Sender(MessageCentralError("blocked", code=705)), label="chunk 3/5")
+    unit = get_store(store_url).get_units(_ledger(store_url).campaign_key)[key]
+    assert unit.state == "failed" and "chunk 3/5" in (unit.error or "")
+
+    send = Sender()
+    assert _ledger(store_url).run(key, MOBILES, send, label="chunk 3/5").status == "sent"
+
+
+def test_crash_during_send_leaves_the_unit_pending(store_url: str) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    with pytest.raises(KeyboardInterrupt):
+        _ledger(store_url).run(key, MOBILES, Sender(KeyboardInterrupt()), label="c")  # type: ignore[arg-type]
+    assert _ledger(store_url).state(key) == "pending"
+
+
+def test_on_uncertain_is_validated(store_url: str) -> None:
+    with pytest.raises(MessageCentralValidationError, match="on_uncertain"):
+        _ledger(store_url, on_uncertain="always")
