@@ -47,13 +47,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks.messagecentral"]}],
-        "operators": [
-            {"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators.messagecentral"]}
-        ],
+        "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators.messagecentral"]}],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.messagecentral"]}],
-        "triggers": [
-            {"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.messagecentral"]}
-        ],
+        "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.messagecentral"]}],
         "notifications": [f"{_PKG}.notifications.messagecentral.MessageCentralNotifier"],
     }
 

@@ -57,9 +57,7 @@ class MessageCentralBulkError(MessageCentralError):
     failed chunk and how many were not sent.
     """
 
-    def __init__(
-        self, message: str, *, code: int | str | None, http_status: int | None, accepted: list[dict]
-    ):
+    def __init__(self, message: str, *, code: int | str | None, http_status: int | None, accepted: list[dict]):
         super().__init__(message, code=code, http_status=http_status)
         self.accepted = accepted
 

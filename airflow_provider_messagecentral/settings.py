@@ -92,9 +92,7 @@ class MessageCentralSettings:
         if flow_type not in FLOW_TYPES:
             raise ValueError(f"connection extra 'flow_type' must be one of {FLOW_TYPES}, got {flow_type!r}")
         if message_type not in MESSAGE_TYPES:
-            raise ValueError(
-                f"connection extra 'message_type' must be one of {MESSAGE_TYPES}, got {message_type!r}"
-            )
+            raise ValueError(f"connection extra 'message_type' must be one of {MESSAGE_TYPES}, got {message_type!r}")
         rate = _number(extra, "rate_limit_per_second", None, float)
         return cls(
             conn_id=conn_id,

@@ -51,9 +51,7 @@ DEFAULT_CHUNK_SIZE = 500
 MAX_WORKBOOK_BYTES = 50 * 1024 * 1024
 #: Longest text accepted per flow type (characters). SMS: 10 concatenated GSM-7 segments of 153.
 MAX_MESSAGE_CHARS = {"SMS": 1530, "SAUTH": 1530, "RCS": 3072, "WHATSAPP": 4096}
-SEND_OPTIONS = frozenset(
-    {"country_code", "flow_type", "message_type", "sender_id", "template_id", "entity_id"}
-)
+SEND_OPTIONS = frozenset({"country_code", "flow_type", "message_type", "sender_id", "template_id", "entity_id"})
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +63,7 @@ class _RedactKeyParam(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
-            record.args = tuple(
-                self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
+            record.args = tuple(self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
             record.msg = self._pattern.sub(r"\1***", record.msg)
         return True
@@ -125,9 +121,7 @@ class MessageCentralHook(BaseHook):
         try:
             settings = MessageCentralSettings.from_connection(conn)
         except ValueError as err:
-            raise MessageCentralValidationError(
-                f"connection {self.messagecentral_conn_id!r}: {err}"
-            ) from None
+            raise MessageCentralValidationError(f"connection {self.messagecentral_conn_id!r}: {err}") from None
         for secret in (settings.password, settings.auth_token):
             if secret:
                 mask_secret(secret)
@@ -178,9 +172,7 @@ class MessageCentralHook(BaseHook):
             return self.settings.auth_token
         if force_refresh:
             self._token_cache.invalidate(self._cache_key)
-        return self._token_cache.get_or_fetch(
-            self._cache_key, self._fetch_token, self.settings.token_lifetime
-        )
+        return self._token_cache.get_or_fetch(self._cache_key, self._fetch_token, self.settings.token_lifetime)
 
     def _fetch_token(self) -> str:
         s = self.settings
@@ -244,24 +236,18 @@ class MessageCentralHook(BaseHook):
         """One HTTP request; transport failures become our errors with no URL (and so no key) in them."""
         failure: MessageCentralError | None = None
         try:
-            resp = self.get_conn().request(
-                method, self.settings.base_url + path, timeout=self._timeout, **kwargs
-            )
+            resp = self.get_conn().request(method, self.settings.base_url + path, timeout=self._timeout, **kwargs)
         except requests.RequestException as err:
             failure = transport_error(err, what)
         if failure is not None:
             raise failure
         return resp
 
-    def _send(
-        self, params: dict[str, str], *, what: str, files: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def _send(self, params: dict[str, str], *, what: str, files: dict[str, Any] | None = None) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             self.rate_limiter.acquire()
             token = self.get_token()
-            resp = self._request(
-                "POST", SEND_PATH, what=what, params=params, files=files, headers={"authToken": token}
-            )
+            resp = self._request("POST", SEND_PATH, what=what, params=params, files=files, headers={"authToken": token})
             if resp.status_code in (401, 403):
                 if self.settings.auth_token:
                     raise MessageCentralAuthError(
@@ -303,9 +289,7 @@ class MessageCentralHook(BaseHook):
         if flow_type not in FLOW_TYPES:
             raise MessageCentralValidationError(f"flow_type must be one of {FLOW_TYPES}, got {flow_type!r}")
         if message_type not in MESSAGE_TYPES:
-            raise MessageCentralValidationError(
-                f"message_type must be one of {MESSAGE_TYPES}, got {message_type!r}"
-            )
+            raise MessageCentralValidationError(f"message_type must be one of {MESSAGE_TYPES}, got {message_type!r}")
         check_message(message, flow_type)
         template_id, entity_id = options.get("template_id"), options.get("entity_id")
         if bool(template_id) != bool(entity_id):
@@ -325,9 +309,7 @@ class MessageCentralHook(BaseHook):
 
     # -- sends ------------------------------------------------------------------------------------------
 
-    def send_message(
-        self, mobile_number: str | int | PhoneNumber, message: str, **options: Any
-    ) -> dict[str, Any]:
+    def send_message(self, mobile_number: str | int | PhoneNumber, message: str, **options: Any) -> dict[str, Any]:
         """
         Send ``message`` to one number; return the ``data`` part of the answer (transactionId, ...).
 
@@ -365,9 +347,7 @@ class MessageCentralHook(BaseHook):
             try:
                 data = self.send_chunk(chunk, params)
             except MessageCentralError as err:
-                raise MessageCentralBulkError.after(
-                    err, accepted=results, chunk=index, chunks=len(chunks)
-                ) from err
+                raise MessageCentralBulkError.after(err, accepted=results, chunk=index, chunks=len(chunks)) from err
             results.append({**data, "chunk": index, "recipients": [n.msisdn for n in chunk]})
             progress.chunk_done(len(chunk))
         return results
@@ -375,9 +355,7 @@ class MessageCentralHook(BaseHook):
     def send_chunk(self, chunk: Sequence[PhoneNumber], params: dict[str, str]) -> dict[str, Any]:
         """One bulk request for numbers of one country code, with ``params`` from ``_send_params``."""
         if not chunk or len({n.country_code for n in chunk}) != 1:
-            raise MessageCentralValidationError(
-                "a bulk chunk needs at least one number, all of one country code"
-            )
+            raise MessageCentralValidationError("a bulk chunk needs at least one number, all of one country code")
         chunk_params = {
             **params,
             "countryCode": chunk[0].country_code,
