@@ -62,7 +62,8 @@ class Stats:
         if not values:
             raise ValueError("no samples")
         med = statistics.median(values)
-        spread = (max(values) - min(values)) / med if med else math.inf
+        width = max(values) - min(values)
+        spread = width / med if med else (0.0 if width == 0 else math.inf)
         return cls(med, min(values), max(values), spread, len(values), [round(v, 9) for v in values])
 
 
