@@ -49,6 +49,7 @@ CALLBACK_DELAY = "0.5"
 SANDBOX_ACCOUNT = {"login": "C-SANDBOX0000001", "password": "sandbox", "email": "sandbox@example.com"}
 BIN = Path(sys.executable).parent
 TAIL_LINES = 40
+MARKER = ".messagecentral-demo"
 
 
 class DemoError(Exception):
@@ -99,7 +100,8 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
 class Processes:
     """Children started in their own process group, stopped (whole group) in reverse order."""
 
-    def __init__(self) -> None:
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
         self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -108,7 +110,7 @@ class Processes:
             proc = subprocess.Popen(
                 args,
                 env=env,
-                cwd=REPO,
+                cwd=self.cwd,  # the demo directory: what is left of a run is easy to find
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -204,12 +206,20 @@ def dag_run_state(airflow_db: Path) -> str | None:
     return str(row[0]) if row else None
 
 
-def run_demo(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
-    demo = Path(args.demo_dir).resolve()
-    if demo.exists():
+def fresh_demo_dir(demo: Path) -> None:
+    """Empty ``demo`` for this run; refuse to wipe a non-empty directory an earlier demo did not create."""
+    if demo.exists() and any(demo.iterdir()):
+        if not (demo / MARKER).exists():
+            raise DemoError(f"{demo} is not empty and was not made by the demo: pick another --demo-dir")
         shutil.rmtree(demo)
+    demo.mkdir(parents=True, exist_ok=True)
+    (demo / MARKER).write_text("made by scripts/demo.py: wiped when the demo runs again\n", encoding="utf-8")
+
+
+def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    fresh_demo_dir(demo)
     airflow_home, logs = demo / "airflow", demo / "logs"
-    airflow_home.mkdir(parents=True)
+    airflow_home.mkdir()
     logs.mkdir()
     reports_db = demo / "reports.db"
     reports_url = f"sqlite:///{reports_db}"
@@ -346,6 +356,7 @@ def run_demo(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             if sending is None or waiting is None
             else round(max(dag_seconds - sending - waiting, 0.0), 1),
         },
+        "ports": {"sandbox": sandbox_port, "receiver": receiver_port},
         "reports_db": str(reports_db),
         "logs": str(logs),
         "airflow_home": str(airflow_home),
@@ -391,10 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.recipients is not None and args.recipients < 1:
         parser.error("--recipients must be at least 1")
 
-    procs = Processes()
+    demo = Path(args.demo_dir).resolve()
+    procs = Processes(demo)
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = run_demo(args, procs)
+        result = run_demo(demo, args, procs)
         print_summary(result)
         if args.summary_json:
             Path(args.summary_json).write_text(json.dumps(result, indent=2), encoding="utf-8")
