@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import time
 from collections.abc import Callable
 from datetime import timezone
@@ -16,7 +17,6 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
 )
 
 from airflow_provider_messagecentral.exceptions import (
@@ -80,14 +80,14 @@ class _RetryAfterOrBackoff:
 
     def __init__(self, max_wait: float) -> None:
         self.max_wait = max_wait
-        self._backoff = wait_exponential_jitter(initial=0.5, max=max_wait, jitter=0.5)
 
     def __call__(self, state: RetryCallState) -> float:
         err = state.outcome.exception() if state.outcome else None
         retry_after = getattr(err, "retry_after", None)
         if retry_after is not None:
             return float(min(retry_after, self.max_wait))
-        return float(self._backoff(state))
+        backoff = 0.5 * 2 ** (state.attempt_number - 1) + random.uniform(0, 0.5)
+        return float(min(backoff, self.max_wait))
 
 
 def call_with_retries(
