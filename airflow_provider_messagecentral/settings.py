@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.safety.send_window import SendWindow, parse_send_window
+
 DEFAULT_BASE_URL = "https://cpaas.messagecentral.com"
 FLOW_TYPES = ("SMS", "WHATSAPP", "RCS", "SAUTH")
 MESSAGE_TYPES = ("PROMOTIONAL", "TRANSACTIONAL", "OTP")
@@ -54,6 +57,12 @@ class MessageCentralSettings:
     max_retry_wait: float = 60.0
     rate_limit_per_second: float | None = None
     token_lifetime: float = 24 * 3600.0
+    #: the ``send_window`` extra: replaces the default window of PROMOTIONAL traffic; ``None`` with
+    #: ``send_window_set`` switches it off ("off" in the extra).
+    send_window: SendWindow | None = None
+    send_window_set: bool = False
+    price_per_segment: float | None = None
+    max_cost: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -94,6 +103,11 @@ class MessageCentralSettings:
         if message_type not in MESSAGE_TYPES:
             raise ValueError(f"connection extra 'message_type' must be one of {MESSAGE_TYPES}, got {message_type!r}")
         rate = _number(extra, "rate_limit_per_second", None, float)
+        raw_window = _extra_value(extra, "send_window")
+        try:
+            window = parse_send_window(raw_window)
+        except MessageCentralValidationError as err:
+            raise ValueError(f"connection extra 'send_window': {err}") from None
         return cls(
             conn_id=conn_id,
             base_url=base_url.rstrip("/"),
@@ -113,5 +127,9 @@ class MessageCentralSettings:
             max_retry_wait=_number(extra, "max_retry_wait", 60.0, float),
             rate_limit_per_second=rate or None,
             token_lifetime=_number(extra, "token_lifetime", 24 * 3600.0, float),
+            send_window=window,
+            send_window_set=raw_window is not None,
+            price_per_segment=_number(extra, "price_per_segment", None, float),
+            max_cost=_number(extra, "max_cost", None, float),
             extra=dict(extra),
         )

@@ -12,6 +12,14 @@ recipient twice. Each returns a small JSON-able summary as its XCom::
 
 ``transaction_ids`` is present when there are at most 20 of them. ``skipped`` counts recipients of units an
 earlier try sent without recording the answer (``on_uncertain="skip"``): they may or may not have been texted.
+``suppressed`` counts numbers left out by the suppression list, ``segments`` the SMS segments of the campaign
+and ``estimated_cost`` their price (``None`` without ``price_per_segment``).
+
+Campaign safety (:mod:`airflow_provider_messagecentral.safety`): ``dry_run`` (and the run-level switches) stops
+before the first request and returns a preview; ``send_window``/``on_outside_window`` keep promotional traffic
+to its hours, deferring (no worker slot held) until the window opens, also between chunks of a long campaign;
+``suppression`` and the store's suppression table keep numbers out of every request; ``max_segments``,
+``price_per_segment`` and ``max_cost`` refuse a campaign before anything is sent.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_messagecentral.audience import (
     dataframe_rows,
@@ -47,9 +56,28 @@ from airflow_provider_messagecentral.hooks.messagecentral import (
 from airflow_provider_messagecentral.ledger import SendLedger, UnitResult, check_on_uncertain, unit_key
 from airflow_provider_messagecentral.phone import PhoneNumber, chunked, parse_number
 from airflow_provider_messagecentral.progress import ChunkProgress
-from airflow_provider_messagecentral.reports.store import resolve_store_url
+from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key, resolve_store_url
+from airflow_provider_messagecentral.safety import send_window as windows
+from airflow_provider_messagecentral.safety.cost import (
+    DEFAULT_MAX_SEGMENTS,
+    SegmentTally,
+    check_budget,
+    check_max_segments,
+    check_money,
+)
+from airflow_provider_messagecentral.safety.preview import SAMPLES, dry_run_reason, log_preview, preview, sample
+from airflow_provider_messagecentral.safety.suppression import SuppressionList, load_suppression
 from airflow_provider_messagecentral.settings import FLOW_TYPES, MESSAGE_TYPES
-from airflow_provider_messagecentral.workbook import build_workbooks, check_workbook, iter_workbook_rows
+from airflow_provider_messagecentral.triggers.send_window import SendWindowTrigger
+from airflow_provider_messagecentral.workbook import (
+    WorkbookPart,
+    build_workbooks,
+    check_workbook,
+    iter_workbook_rows,
+    placeholders,
+    render,
+)
+from airflow_provider_messagecentral.workbook_build import _PartWriter
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -98,6 +126,21 @@ class _Unit:
     send: Callable[[], dict[str, Any]]
 
 
+@dataclass
+class _Plan:
+    """What a send task would send, computed before any request: units, counts, segments, samples."""
+
+    units: list[_Unit]
+    recipients: int
+    message_type: str
+    country_codes: set[str]
+    tally: SegmentTally
+    samples: list[dict[str, Any]]
+    invalid: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+
+
 class _MessageCentralSendOperator(BaseOperator):
     """Shared arguments, validation, ledger and XCom summary of the send operators."""
 
@@ -109,6 +152,8 @@ class _MessageCentralSendOperator(BaseOperator):
         "message_type",
         "template_id",
         "entity_id",
+        "send_window",
+        "suppression",
     )
     template_ext: Sequence[str] = (".txt",)
     template_fields_renderers: ClassVar[dict[str, str]] = {"message": "txt"}
@@ -129,9 +174,35 @@ class _MessageCentralSendOperator(BaseOperator):
         template_id: str | None = None,
         entity_id: str | None = None,
         on_uncertain: str = "skip",
+        dry_run: bool = False,
+        send_window: Sequence[str] | str | None = windows.DEFAULT,
+        on_outside_window: str = "defer",
+        suppression: Iterable[str | int] | str | None = None,
+        suppression_conn_id: str | None = None,
+        use_suppression_table: bool = True,
+        max_segments: int | None = DEFAULT_MAX_SEGMENTS,
+        price_per_segment: float | None = None,
+        max_cost: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not isinstance(dry_run, bool):
+            raise MessageCentralValidationError(f"dry_run must be True or False, got {dry_run!r}")
+        # BaseOperator.dry_run() (render templates only) is unused by Airflow 3; the argument shadows it.
+        self.dry_run = dry_run  # type: ignore[assignment,method-assign]
+        windows.check_send_window_arg(send_window)
+        self.send_window = send_window
+        self.on_outside_window = windows.check_on_outside_window(on_outside_window)
+        if isinstance(suppression, (bytes, Mapping, int, float)):
+            raise MessageCentralValidationError(
+                f"suppression must be a list of numbers, a file path or a SQL query, got {type(suppression).__name__}"
+            )
+        self.suppression = suppression
+        self.suppression_conn_id = suppression_conn_id
+        self.use_suppression_table = bool(use_suppression_table)
+        self.max_segments = check_max_segments(max_segments)
+        self.price_per_segment = check_money("price_per_segment", price_per_segment)
+        self.max_cost = check_money("max_cost", max_cost)
         self.message = message
         self.messagecentral_conn_id = messagecentral_conn_id
         self.country_code = country_code
@@ -258,12 +329,144 @@ class _MessageCentralSendOperator(BaseOperator):
             logger=self.log,  # type: ignore[arg-type]
         )
 
-    def _run_units(self, ledger: SendLedger, units: list[_Unit], *, what: str) -> list[UnitResult]:
-        """Send the units in order through the ledger; on an error, say what was and was not sent."""
+    # -- campaign safety ----------------------------------------------------------------------------------
+
+    def _suppression_list(self, hook: MessageCentralHook, country: str) -> SuppressionList:
+        """The task's ``suppression`` plus (``use_suppression_table``) the report store's suppression table."""
+        store = None
+        if self.use_suppression_table:
+            settings = hook.settings
+            store = get_store(resolve_store_url(settings.reports_url, settings.reports_conn_id))
+        suppression = load_suppression(self.suppression, country, conn_id=self.suppression_conn_id, store=store)
+        self.log.info("Suppression: %s", suppression.describe())
+        return suppression
+
+    def _tally(self, params: Mapping[str, str]) -> SegmentTally:
+        return SegmentTally(flow_type=params.get("flowType", "SMS"), max_segments=self.max_segments)
+
+    def _sample(self, mobile: str, text: str, tally: SegmentTally) -> dict[str, Any]:
+        return sample(mobile, text, segmented=tally.segmented)
+
+    def _window_rule(self, hook: MessageCentralHook, plan: _Plan) -> windows.WindowRule:
+        settings = hook.settings
+        connection_value: object = settings.send_window if settings.send_window_set else windows.DEFAULT
+        return windows.resolve_send_window(
+            self.send_window, connection_value, message_type=plan.message_type, country_codes=plan.country_codes
+        )
+
+    def _send_plan(self, context: Context, hook: MessageCentralHook, plan: _Plan, *, what: str) -> dict[str, Any]:
+        """Check the budget and the window, then preview (dry run) or send the plan's units through the ledger."""
+        settings = hook.settings
+        price = self.price_per_segment if self.price_per_segment is not None else settings.price_per_segment
+        max_cost = self.max_cost if self.max_cost is not None else settings.max_cost
+        cost = check_budget(plan.tally.segments, price, max_cost)
+        rule = self._window_rule(hook, plan)
+        decision = windows.window_decision(rule, self.on_outside_window, windows.now())
+        reason = dry_run_reason(bool(self.dry_run), context)
+        if reason is not None:
+            ti = context["ti"]
+            map_index = getattr(ti, "map_index", -1)
+            campaign = make_campaign_key(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
+            summary = {
+                "campaign": campaign,
+                "recipients": plan.recipients,
+                "accepted": 0,
+                "skipped": 0,
+                "invalid": plan.invalid,
+                "duplicates": plan.duplicates,
+                "suppressed": plan.suppressed,
+                "chunks": len(plan.units),
+            }
+            result = preview(
+                summary,
+                reason=reason,
+                samples=plan.samples,
+                tally=plan.tally,
+                price_per_segment=price,
+                estimated_cost=cost,
+                window=decision,
+            )
+            log_preview(self.log, result)  # type: ignore[arg-type]
+            return result
+        self.log.info(
+            "Send window: %s%s",
+            rule.reason,
+            "" if rule.window is None else f" (now {decision['now']}: {'open' if decision['open'] else 'closed'})",
+        )
+        if cost is not None:
+            self.log.info("Estimated cost %g (%d segment(s) x %g)", cost, plan.tally.segments, price)
+        ledger = self._open_ledger(context, hook)
+        results = self._run_units(ledger, plan.units, what=what, window=rule.window)
+        summary = self._summary(
+            ledger, results, recipients=plan.recipients, invalid=plan.invalid, duplicates=plan.duplicates
+        )
+        summary.update(suppressed=plan.suppressed, segments=plan.tally.segments, estimated_cost=cost)
+        return summary
+
+    def _nobody_left(self, context: Context, hook: MessageCentralHook, plan: _Plan, what: str) -> dict[str, Any]:
+        """Every valid recipient is suppressed: a dry run previews that, a real run skips the task."""
+        if dry_run_reason(bool(self.dry_run), context) is not None:
+            return self._send_plan(context, hook, plan, what=what)
+        raise AirflowSkipException(
+            f"nobody to text: all {plan.suppressed} valid recipient(s) are on the suppression list; nothing was sent"
+        )
+
+    def execute_in_window(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the send window opened: the ledger skips what was sent before the pause."""
+        opened = (event or {}).get("moment")
+        self.log.info("The send window opened (%s): resuming the campaign", opened)
+        return self.execute(context)
+
+    def _outside_window(
+        self, window: windows.SendWindow, results: list[UnitResult], units: list[_Unit], index: int
+    ) -> None:
+        """The window is closed before ``units[index]``: defer until it opens, skip or fail the task."""
+        moment = windows.now()
+        opens = window.next_open(moment)
+        rest = units[index:]
+        accepted = sum(r.recipients for r in results if r.accepted)
+        where = (
+            f"before {rest[0].label}: {accepted} recipient(s) sent so far, "
+            f"{sum(len(u.mobiles) for u in rest)} in {len(rest)} request(s) left"
+        )
+        text = (
+            f"Send window {window.describe()} is closed now ({moment.in_timezone(window.tz).isoformat()}) {where}; "
+            f"it opens {opens.isoformat()}"
+        )
+        if self.on_outside_window == "defer":
+            self.log.info("%s. Deferring until then (no worker slot is held); the rest goes out once.", text)
+            self.defer(
+                trigger=SendWindowTrigger(moment=opens.isoformat(), window=window.describe()),
+                method_name="execute_in_window",
+            )
+        if self.on_outside_window == "skip":
+            raise AirflowSkipException(f"{text}. on_outside_window='skip': not sending the rest")
+        raise AirflowFailException(f"{text}. on_outside_window='fail'")
+
+    def _would_send(self, ledger: SendLedger, unit: _Unit) -> bool:
+        state = ledger.state(unit.key)
+        return not (state == "accepted" or (state == "pending" and ledger.on_uncertain == "skip"))
+
+    def _run_units(
+        self,
+        ledger: SendLedger,
+        units: list[_Unit],
+        *,
+        what: str,
+        window: windows.SendWindow | None = None,
+    ) -> list[UnitResult]:
+        """
+        Send the units in order through the ledger; on an error, say what was and was not sent.
+
+        With a ``window``, the clock is checked before every unit that would be sent: outside it the task
+        defers (or skips/fails, see ``on_outside_window``) between units, and resumes into this method.
+        """
         total = sum(len(u.mobiles) for u in units)
         progress = ChunkProgress(len(units), total, self.log, what=what)  # type: ignore[arg-type]
         results: list[UnitResult] = []
         for index, unit in enumerate(units):
+            if window is not None and self._would_send(ledger, unit) and not window.is_open(windows.now()):
+                self._outside_window(window, results, units, index)
             try:
                 result = ledger.run(unit.key, unit.mobiles, unit.send, label=unit.label)
             except MessageCentralError as err:
@@ -392,19 +595,27 @@ class MessageCentralSendOperator(_MessageCentralSendOperator):
         except ValueError as err:
             raise MessageCentralValidationError(f"mobile_number {str(raw)[:40]!r}: {err}") from None
         options = self._options()
-        ledger = self._open_ledger(context, hook)
         mobiles = [number.msisdn]
+        tally = self._tally(params)
+        message_type = params["messageType"]
+        if self._suppression_list(hook, country).lookup(mobiles):
+            self.log.warning("+%s is on the suppression list: not texting it", number.msisdn)
+            plan = _Plan([], 0, message_type, {number.country_code}, tally, [], suppressed=1)
+            return self._nobody_left(context, hook, plan, "single send")
+        tally.add(self.message, where=f"task {self.task_id!r} (to +{number.msisdn})")
         key = unit_key("single", mobiles, self.message, self._ledger_options(params))
         unit = _Unit(
             key, f"send to +{number.msisdn}", mobiles, lambda: hook.send_message(number, self.message, **options)
         )
-        results = self._run_units(ledger, [unit], what="single send")
-        result = results[0]
-        if result.status == "sent":
-            self.log.info(
-                "MessageCentral accepted the message to +%s (transaction %s)", number.msisdn, result.transaction_id
-            )
-        return self._summary(ledger, results, recipients=1)
+        samples = [self._sample(number.e164, self.message, tally)]
+        plan = _Plan([unit], 1, message_type, {number.country_code}, tally, samples)
+        summary = self._send_plan(context, hook, plan, what="single send")
+        if summary.get("dry_run"):
+            return summary
+        ids = summary.get("transaction_ids") or []
+        if summary["accepted"] and ids:
+            self.log.info("MessageCentral accepted the message to +%s (transaction %s)", number.msisdn, ids[0])
+        return summary
 
 
 class MessageCentralBulkSendOperator(_MessageCentralSendOperator):
@@ -478,16 +689,27 @@ class MessageCentralBulkSendOperator(_MessageCentralSendOperator):
             raise MessageCentralValidationError(
                 f"no valid number left in the {audience.source.origin}: nothing was sent"
             )
-        chunks = list(chunked(audience.numbers, self.chunk_size))
+        numbers, suppressed = self._suppression_list(hook, country).split(audience.numbers)
+        if suppressed:
+            self.log.info("Left out %d suppressed number(s)", len(suppressed))
+        tally = self._tally(params)
+        counts = {"invalid": len(audience.invalid), "duplicates": audience.duplicates, "suppressed": len(suppressed)}
+        codes = {n.country_code for n in numbers}
+        if not numbers:
+            plan = _Plan([], 0, params["messageType"], codes, tally, [], **counts)
+            return self._nobody_left(context, hook, plan, "bulk send")
+        tally.add(self.message, where=f"task {self.task_id!r}", recipients=len(numbers))
+        chunks = list(chunked(numbers, self.chunk_size))
         self.log.info(
-            "Sending to %d recipient(s) in %d chunk(s) of up to %d (%d invalid, %d duplicate(s) left out)",
-            len(audience.numbers),
+            "Sending to %d recipient(s) in %d chunk(s) of up to %d (%d invalid, %d duplicate(s), %d suppressed "
+            "left out)",
+            len(numbers),
             len(chunks),
             self.chunk_size,
             len(audience.invalid),
             audience.duplicates,
+            len(suppressed),
         )
-        ledger = self._open_ledger(context, hook)
         key_options = self._ledger_options(params)
         units = [
             _Unit(
@@ -498,14 +720,9 @@ class MessageCentralBulkSendOperator(_MessageCentralSendOperator):
             )
             for index, chunk in enumerate(chunks, start=1)
         ]
-        results = self._run_units(ledger, units, what="bulk send")
-        return self._summary(
-            ledger,
-            results,
-            recipients=len(audience.numbers),
-            invalid=len(audience.invalid),
-            duplicates=audience.duplicates,
-        )
+        samples = [self._sample(n.e164, self.message, tally) for n in numbers[:SAMPLES]]
+        plan = _Plan(units, len(numbers), params["messageType"], codes, tally, samples, **counts)
+        return self._send_plan(context, hook, plan, what="bulk send")
 
 
 def _chunk_sender(
@@ -645,9 +862,14 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
             )
         options = self._options()
         key_options = self._ledger_options(params)
+        tally = self._tally(params)
+        suppression = self._suppression_list(hook, country)
+        rows = self._audience_rows(country)
+        if tally.segmented and self.max_segments is not None:
+            rows = _check_row_segments(rows, self.message, self.columns, tally)
         with tempfile.TemporaryDirectory(prefix="mc-audience-", dir=self.work_dir) as tmp:
             built = build_workbooks(
-                self._audience_rows(country),
+                rows,
                 self.message,
                 tmp,
                 number_column=self.number_column,
@@ -676,8 +898,16 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
                 built.input_rows,
             )
             units: list[_Unit] = []
+            samples: list[dict[str, Any]] = []
+            suppressed = recipients = 0
             for index, part in enumerate(built.parts, start=1):
-                mobiles, digest = _part_contents(part.path, self.number_column)
+                kept, left_out = _drop_suppressed(part, self.number_column, built.columns, suppression)
+                suppressed += left_out
+                if kept is None:
+                    continue
+                part = kept
+                mobiles, digest = _part_contents(part.path, self.number_column, self.message, tally, samples)
+                recipients += len(mobiles)
                 units.append(
                     _Unit(
                         unit_key("file", mobiles, self.message, key_options, content=digest),
@@ -686,18 +916,101 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
                         _file_sender(hook, part.path, self.message, options),
                     )
                 )
-            ledger = self._open_ledger(context, hook)
-            results = self._run_units(ledger, units, what="file send")
-        return self._summary(ledger, results, recipients=built.rows, invalid=built.skipped, duplicates=built.duplicates)
+            if suppressed:
+                self.log.info("Left out %d suppressed number(s)", suppressed)
+            plan = _Plan(
+                units,
+                recipients,
+                params["messageType"],
+                set(built.country_codes),
+                tally,
+                samples,
+                invalid=built.skipped,
+                duplicates=built.duplicates,
+                suppressed=suppressed,
+            )
+            if not units:
+                return self._nobody_left(context, hook, plan, "file send")
+            return self._send_plan(context, hook, plan, what="file send")
 
 
-def _part_contents(path: Path, number_column: str) -> tuple[list[str], bytes]:
-    """The recipients (msisdn) of a built workbook and a digest of its rows (order-independent)."""
+def _check_row_segments(
+    rows: Iterable[Mapping[str, object]],
+    message: str,
+    columns: Mapping[str, str] | None,
+    tally: SegmentTally,
+) -> Iterator[Mapping[str, object]]:
+    """
+    Pass the audience rows through unchanged, failing at the first whose text takes more than ``max_segments``.
+
+    Rows whose placeholders cannot be filled are passed on: the workbook builder reports them.
+    """
+    mapping = dict(columns or {})
+    names = {name: str(mapping.get(name, name)) for name in placeholders(message)}
+    check = SegmentTally(tally.flow_type, tally.max_segments)
+    for position, row in enumerate(rows, start=1):
+        if isinstance(row, Mapping):
+            try:
+                text = render(message, {name: row.get(source) for name, source in names.items()})
+            except MessageCentralValidationError:
+                text = None
+            if text is not None:
+                check.add(text, where=f"row {position}")
+        yield row
+
+
+def _drop_suppressed(
+    part: WorkbookPart, number_column: str, header: list[str], suppression: SuppressionList
+) -> tuple[WorkbookPart | None, int]:
+    """
+    The part without suppressed numbers (rewritten only when it holds some; ``None`` when none is left), and
+    how many numbers were left out.
+    """
+    if suppression.store is None and not suppression.numbers:
+        return part, 0
+    rows = list(iter_workbook_rows(part.path, number_column))
+    found = suppression.lookup(row[number_column] for row in rows)
+    if not found:
+        return part, 0
+    kept = [row for row in rows if row[number_column] not in found]
+    left_out = len(rows) - len(kept)
+    if not kept:
+        return None, left_out
+    writer = _PartWriter(part.path.parent, f"{part.path.stem}-kept", header, len(kept))
+    for row in kept:
+        writer.write([row.get(name, "") for name in header])
+    new = writer.close()[0]
+    return WorkbookPart(path=new.path, rows=len(kept), first_row=part.first_row), left_out
+
+
+def _part_contents(
+    path: Path,
+    number_column: str,
+    message: str | None = None,
+    tally: SegmentTally | None = None,
+    samples: list[dict[str, Any]] | None = None,
+) -> tuple[list[str], bytes]:
+    """
+    The recipients (msisdn) of a built workbook and a digest of its rows (order-independent); with ``tally``,
+    each row's text is rendered and counted, and the first few go to ``samples``.
+    """
     mobiles: list[str] = []
     lines: list[str] = []
     for row in iter_workbook_rows(path, number_column):
         mobiles.append(row[number_column])
         lines.append("\x1f".join(f"{k}={v}" for k, v in row.items()))
+        if tally is not None and message is not None:
+            text = render(message, row)
+            info = tally.add(text, where=f"the message to +{row[number_column]}")
+            if samples is not None and len(samples) < SAMPLES:
+                samples.append(
+                    {
+                        "mobile": f"+{row[number_column]}",
+                        "text": text,
+                        "encoding": info.encoding,
+                        "segments": info.segments if tally.segmented else 1,
+                    }
+                )
     digest = hashlib.sha256()
     for line in sorted(lines):
         digest.update(line.encode("utf-8"))

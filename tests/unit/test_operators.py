@@ -68,6 +68,19 @@ def api(mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeApi
     return fake
 
 
+@pytest.fixture(autouse=True)
+def _daytime_in_india(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    These tests send PROMOTIONAL (the connection's default) to +91 numbers, which only goes out 09:00-21:00
+    Asia/Kolkata: pin the clock to noon there so they pass at any hour (send windows: test_safety_*).
+    """
+    import pendulum
+
+    from airflow_provider_messagecentral.safety import send_window
+
+    monkeypatch.setattr(send_window, "now", lambda: pendulum.datetime(2024, 5, 1, 12, 0, tz="Asia/Kolkata"))
+
+
 def context(run_id: str = "run-1", task_id: str = "send", map_index: int = -1, try_number: int = 1) -> dict:
     ti = SimpleNamespace(dag_id="dag", run_id=run_id, task_id=task_id, map_index=map_index, try_number=try_number)
     return {"ti": ti}
@@ -155,7 +168,17 @@ def test_file_operator_rejects_bad_arguments_at_init(kwargs: dict, error: str) -
 
 
 def test_template_fields_cover_what_users_template() -> None:
-    common = {"message", "country_code", "sender_id", "flow_type", "message_type", "template_id", "entity_id"}
+    common = {
+        "message",
+        "country_code",
+        "sender_id",
+        "flow_type",
+        "message_type",
+        "template_id",
+        "entity_id",
+        "send_window",
+        "suppression",
+    }
     assert set(MessageCentralSendOperator.template_fields) == common | {"mobile_number"}
     assert set(MessageCentralBulkSendOperator.template_fields) == common | {"phone_numbers"}
     assert set(MessageCentralFileSendOperator.template_fields) == common | {
@@ -219,6 +242,9 @@ def test_single_send_returns_a_small_summary_without_secrets(api: FakeApi) -> No
         "skipped",
         "invalid",
         "duplicates",
+        "suppressed",
+        "segments",
+        "estimated_cost",
         "chunks",
         "transaction_ids",
     }
@@ -274,6 +300,9 @@ def test_bulk_chunks_deduplicates_and_reports_counts(
         "skipped": 0,
         "invalid": 0,
         "duplicates": 2,
+        "suppressed": 0,
+        "segments": 7,
+        "estimated_cost": None,
         "chunks": 3,
         "transaction_ids": ["tx-1", "tx-2", "tx-3"],
     }

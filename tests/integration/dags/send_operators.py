@@ -1,6 +1,7 @@
 """
 DAGs for the send operators' integration tests. They use ``messagecentral_default`` (the tests point it at the
-sandbox) and read file locations from ``MC_TEST_WORKDIR``.
+sandbox) and read file locations from ``MC_TEST_WORKDIR``. Promotional sends say ``send_window=None`` so the tests
+pass at any hour (the default keeps promotional traffic to India within 09:00-21:00 IST; see safety_*.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ with _dag("mc_ops_basic") as basic_dag:
         message="Hello from {{ dag.dag_id }}",
         message_type="TRANSACTIONAL",
     )
-    MessageCentralSendOperator.partial(task_id="mapped", message="Your code is ready").expand(
+    MessageCentralSendOperator.partial(task_id="mapped", message="Your code is ready", send_window=None).expand(
         mobile_number=MAPPED_NUMBERS
     )
     MessageCentralBulkSendOperator(
@@ -44,6 +45,7 @@ with _dag("mc_ops_basic") as basic_dag:
         phone_numbers=str(WORKDIR / "audience.csv"),
         message="Store opening on {{ ds }}",
         chunk_size=2,
+        send_window=None,
     )
 
 with _dag("mc_ops_bulk_retry") as bulk_retry_dag:
@@ -53,6 +55,7 @@ with _dag("mc_ops_bulk_retry") as bulk_retry_dag:
         phone_numbers=[*BULK_NUMBERS, BULK_NUMBERS[0]],
         message="Flash sale: 20% off today",
         chunk_size=2,
+        send_window=None,
         retries=1,
         retry_delay=timedelta(seconds=0),
     )
@@ -81,6 +84,7 @@ with _dag("mc_ops_file") as file_dag:
         message="Hello ##var1##, your balance is ##var2##",
         workbook=make_workbook(),
         rows_per_file=4_000,
+        send_window=None,
     )
     MessageCentralFileSendOperator(
         task_id="file_rows",
@@ -88,6 +92,7 @@ with _dag("mc_ops_file") as file_dag:
         rows=[{"phone": "9816100001", "name": "Asha"}, {"phone": "9816100002", "name": "Ravi"}],
         number_column="phone",
         columns={"var1": "name"},
+        send_window=None,
     )
 
 with _dag("mc_ops_bad_inputs") as bad_inputs_dag:

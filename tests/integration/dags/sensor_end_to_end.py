@@ -19,7 +19,7 @@ with DAG(
     tags=["messagecentral-tests"],
 ) as end_to_end_dag:
     send = MessageCentralBulkSendOperator(
-        task_id="send", phone_numbers=NUMBERS, message="Your parcel is on its way", chunk_size=5
+        task_id="send", phone_numbers=NUMBERS, message="Your parcel is on its way", chunk_size=5, send_window=None
     )
     for name, mode_kwargs in (
         ("poke", {"mode": "poke"}),

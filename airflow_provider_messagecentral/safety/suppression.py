@@ -1,0 +1,229 @@
+"""
+Suppression (opt-out, do-not-contact): numbers that must never be texted.
+
+Two sources, combined: the task's ``suppression`` argument (a list of numbers, a CSV/text file, or a SQL query
+through an Airflow SQL connection) and the suppression table of the report store (``mc_suppression``), which
+users and pipelines append to: STOP replies collected elsewhere, numbers whose reports keep coming back
+``REJECTD``. Numbers are compared in msisdn form (country code + national number, digits only), after the same
+normalisation the audience gets, so ``09816100001``, ``+91 98161 00001`` and ``919816100001`` are one number.
+
+A small API for the table::
+
+    from airflow_provider_messagecentral.safety.suppression import suppress, unsuppress, list_suppression
+
+    suppress(["+91 98161 00001"], reason="STOP reply", store_url="postgresql+psycopg://...")
+
+and a CLI: ``python -m airflow_provider_messagecentral.reports suppression add|remove|list``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_messagecentral.audience import NUMBER_HEADER_WORDS, read_number_file, sql_rows
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.phone import PhoneNumber, parse_number
+from airflow_provider_messagecentral.reports.store import ReportStore, get_store
+
+log = logging.getLogger(__name__)
+
+_SQL_RE = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+#: Numbers looked up in the store per query.
+STORE_BATCH = 1_000
+
+
+def is_sql(value: str) -> bool:
+    """Whether a ``suppression`` string is a query (starts with SELECT or WITH) rather than a file path."""
+    return bool(_SQL_RE.match(value))
+
+
+def _msisdn(raw: object, country: str) -> str | None:
+    try:
+        return parse_number(raw if isinstance(raw, (str, int)) else str(raw), country).msisdn
+    except ValueError:
+        return None
+
+
+@dataclass
+class SuppressionList:
+    """
+    The numbers (msisdn) of a task's ``suppression`` argument, plus the store's table when one is given.
+
+    :param numbers: suppressed numbers from the argument, in msisdn form.
+    :param store: the report store whose suppression table is consulted too (``None``: not consulted).
+    :param unreadable: entries of the argument that are not phone numbers (ignored, counted for the log).
+    :param origin: where the argument's numbers came from, for the log.
+
+    Example::
+
+        suppression = load_suppression(["9816100001"], "91", store=get_store(url))
+        keep, dropped = suppression.split(numbers)
+    """
+
+    numbers: frozenset[str] = frozenset()
+    store: ReportStore | None = None
+    unreadable: int = 0
+    origin: str = "none"
+    _cache: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def lookup(self, msisdns: Iterable[str]) -> set[str]:
+        """The suppressed numbers among ``msisdns``."""
+        given = list(msisdns)
+        wanted = [m for m in dict.fromkeys(given) if m not in self._cache]
+        if self.store is not None:
+            for start in range(0, len(wanted), STORE_BATCH):
+                batch = wanted[start : start + STORE_BATCH]
+                found = self.store.suppressed_among(batch)
+                for m in batch:
+                    self._cache[m] = m in found or m in self.numbers
+        else:
+            for m in wanted:
+                self._cache[m] = m in self.numbers
+        return {m for m in given if self._cache[m]}
+
+    def split(self, numbers: Sequence[PhoneNumber]) -> tuple[list[PhoneNumber], list[PhoneNumber]]:
+        """``(kept, suppressed)``, both in input order."""
+        found = self.lookup(n.msisdn for n in numbers)
+        return [n for n in numbers if n.msisdn not in found], [n for n in numbers if n.msisdn in found]
+
+    def describe(self) -> str:
+        parts = []
+        if self.origin != "none":
+            parts.append(f"{len(self.numbers)} number(s) from the {self.origin}")
+        if self.store is not None:
+            parts.append(f"the suppression table of {self.store.masked_url}")
+        return " and ".join(parts) or "nothing"
+
+
+def _first_number_column(row: Mapping[str, object]) -> str:
+    for word in NUMBER_HEADER_WORDS:
+        for name in row:
+            if word in str(name).lower():
+                return str(name)
+    return str(next(iter(row)))
+
+
+def _sql_numbers(sql: str, conn_id: str | None) -> Iterator[object]:
+    if not conn_id:
+        raise MessageCentralValidationError(
+            "suppression is a SQL query: give suppression_conn_id= (an Airflow SQL connection) too"
+        )
+    column: str | None = None
+    for row in sql_rows(sql, conn_id):
+        if column is None:
+            if not row:
+                raise MessageCentralValidationError("the suppression query returned rows without columns")
+            column = _first_number_column(row)
+        yield row.get(column)
+
+
+def load_suppression(
+    value: object,
+    country: str,
+    *,
+    conn_id: str | None = None,
+    store: ReportStore | None = None,
+) -> SuppressionList:
+    """
+    Read a task's ``suppression`` argument.
+
+    :param value: ``None``; a list/tuple/set of numbers; the path of a ``.csv``/``.tsv`` (number column found
+        by its header, like audiences) or ``.txt`` file (one number per line); or a SQL query (``SELECT ...``)
+        run through ``conn_id``, whose column named like mobile/phone/number (else the first) holds numbers.
+    :param country: dialling code for national numbers (the campaign's).
+    :param conn_id: the Airflow SQL connection of a query.
+    :param store: the report store whose suppression table is consulted too.
+    :raises MessageCentralValidationError: for a missing file, a query without connection, or another type.
+    """
+    raw: Iterable[object]
+    if value is None or value == "" or value == []:
+        raw, origin = [], "none"
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        raw, origin = list(value), "suppression list"
+    elif isinstance(value, Path) or (isinstance(value, str) and not is_sql(value)):
+        path = Path(str(value).strip())
+        if not path.is_file():
+            raise MessageCentralValidationError(
+                f"suppression file {str(path)!r} does not exist (give a list of numbers, a .csv/.txt file or SQL)"
+            )
+        raw, origin = read_number_file(path).values, f"suppression file {path.name!r}"
+    elif isinstance(value, str):
+        raw, origin = _sql_numbers(value, conn_id), "suppression query"
+    else:
+        raise MessageCentralValidationError(
+            f"suppression must be a list of numbers, a file path or a SQL query, got {type(value).__name__}"
+        )
+    numbers: set[str] = set()
+    unreadable = 0
+    for item in raw:
+        if item is None or str(item).strip() == "":
+            continue
+        msisdn = _msisdn(item, country)
+        if msisdn is None:
+            unreadable += 1
+        else:
+            numbers.add(msisdn)
+    if unreadable:
+        log.warning("%d entr(y/ies) of the %s are not phone numbers and were ignored", unreadable, origin)
+    return SuppressionList(frozenset(numbers), store, unreadable, origin)
+
+
+# -- the store's suppression table -----------------------------------------------------------------------------
+
+
+def _store(store_url: str | None) -> ReportStore:
+    return get_store(store_url)
+
+
+def normalise_numbers(numbers: Iterable[object], country: str = "91") -> tuple[list[str], list[str]]:
+    """``(msisdns, invalid)``: numbers in msisdn form, and the entries that are not phone numbers."""
+    good: list[str] = []
+    bad: list[str] = []
+    for item in numbers:
+        msisdn = _msisdn(item, country)
+        if msisdn is None:
+            bad.append(str(item)[:40])
+        else:
+            good.append(msisdn)
+    return good, bad
+
+
+def suppress(numbers: Iterable[object], *, reason: str = "", country: str = "91", store_url: str | None = None) -> int:
+    """
+    Add numbers to the store's suppression table (normalised with ``country``); returns how many were new.
+
+    :raises MessageCentralValidationError: when an entry is not a phone number (nothing is added).
+    """
+    good, bad = normalise_numbers(numbers, country)
+    if bad:
+        raise MessageCentralValidationError(f"not phone numbers: {', '.join(repr(b) for b in bad[:10])}")
+    return _store(store_url).add_suppressed(good, reason=reason)
+
+
+def unsuppress(numbers: Iterable[object], *, country: str = "91", store_url: str | None = None) -> int:
+    """Remove numbers from the store's suppression table; returns how many were on it."""
+    good, bad = normalise_numbers(numbers, country)
+    if bad:
+        raise MessageCentralValidationError(f"not phone numbers: {', '.join(repr(b) for b in bad[:10])}")
+    return _store(store_url).remove_suppressed(good)
+
+
+def list_suppression(page: int = 1, page_size: int = 100, *, store_url: str | None = None) -> dict[str, Any]:
+    """One page of the suppression table: ``{"items": [{"mobile", "reason", "added_at"}], "total", ...}``."""
+    return _store(store_url).list_suppressed(page=page, page_size=page_size)
+
+
+__all__ = [
+    "SuppressionList",
+    "is_sql",
+    "list_suppression",
+    "load_suppression",
+    "normalise_numbers",
+    "suppress",
+    "unsuppress",
+]
