@@ -94,7 +94,7 @@ def run(quick: bool, repeats: int) -> list[Figure]:
     from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
     from airflow_provider_messagecentral.phone import chunked, format_phone_numbers
 
-    largest = 10_000 if quick else 100_000
+    largest = 5_000 if quick else 100_000
     sizes = [1_000, largest] if quick else [1_000, 10_000, 100_000]
     base = national_numbers(largest)
     inputs = {size: mixed_formats(base[:size]) for size in sizes}

@@ -191,7 +191,7 @@ def profile_hook(numbers: list[str], top: int = 25) -> str:
 def run(quick: bool, repeats: int) -> list[Figure]:
     from airflow_provider_messagecentral.tokens import TOKEN_CACHE
 
-    sends = 500 if quick else 5_000
+    sends = 200 if quick else 5_000
     numbers = national_numbers(sends)
     with MiniApi() as api:
         use_connection(api.url)

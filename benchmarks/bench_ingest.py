@@ -231,7 +231,7 @@ def backend_rounds(
     ours: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
     checks: list[dict[str, int]] = []
-    max_seconds = 60 if quick else 300
+    max_seconds = 60 if quick else 900
     shared_url = new_url(0) if quick else None
     with ExitStack() as stack:
         shared: dict[str, Server] = {}

@@ -144,7 +144,7 @@ def measure(mode: str, rows: int, path: Path, times: int = 1) -> list[dict[str, 
 
 
 def run(quick: bool, repeats: int) -> list[Figure]:
-    rows = 5_000 if quick else 100_000
+    rows = 2_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="mc-bench-xlsx-") as tmp:
         out = Path(tmp)
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}

@@ -40,6 +40,9 @@ from benchmarks.common import (  # noqa: E402
     write_json,
 )
 
+#: Quick mode only checks that everything runs and yields ratios: fewer repeats keep CI under two minutes.
+QUICK_REPEATS = 3
+
 #: name -> module; one module per figure, each with ``run(quick, repeats) -> list[Figure]``.
 BENCHMARKS = {
     "hook": "benchmarks.bench_hook",
@@ -56,10 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; checks that everything runs")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only this benchmark")
     parser.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results.json)")
-    parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help=f"repeats per measurement (>= {MIN_REPEATS})")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"repeats per measurement (full: >= {MIN_REPEATS}, default {MIN_REPEATS}; quick: default {QUICK_REPEATS})",
+    )
     args = parser.parse_args(argv)
-    if args.repeats < MIN_REPEATS:
-        parser.error(f"--repeats must be at least {MIN_REPEATS}")
+    if args.repeats is None:
+        args.repeats = QUICK_REPEATS if args.quick else MIN_REPEATS
+    if args.repeats < (1 if args.quick else MIN_REPEATS):
+        parser.error(f"--repeats must be at least {MIN_REPEATS} (1 with --quick)")
     out = args.out
     if out is None:
         # A quick run never overwrites the committed full results.
