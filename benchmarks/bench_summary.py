@@ -77,8 +77,8 @@ def build_store(path: Path, reports: int, campaign: int) -> None:
         )
         left = reports
         for c, key in enumerate(keys):
-            recipient_rows = []
-            report_rows = []
+            recipient_rows: list[tuple[Any, ...]] = []
+            report_rows: list[tuple[Any, ...]] = []
             for i in range(campaign):
                 mobile = f"91{60 + c % 40:02d}{c // 40:02d}{i:06d}"
                 unit = f"chunk-{i // 500 + 1}"
