@@ -84,3 +84,12 @@ class MessageCentralPlugin(AirflowPlugin):
             "name": "MessageCentral delivery reports",
         }
     ]
+    external_views = [
+        {
+            "name": "MessageCentral campaigns",
+            "href": "/messagecentral/dashboard",
+            "url_route": "messagecentral",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airflow_provider_messagecentral.reports.dashboard import dashboard_router
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 from airflow_provider_messagecentral.reports.urls import default_store_url, normalize_store_url
@@ -294,6 +295,7 @@ def create_app(
             )
 
     reader = [Depends(read_auth or bearer_auth)]
+    app.include_router(dashboard_router(store, dependencies=reader))
 
     @app.get("/reports/{message_id}", dependencies=reader)
     def get_report(message_id: str) -> dict[str, Any]:
