@@ -92,4 +92,15 @@ _CONN_FIELDS: dict[str, Any] = {
     "rate_limit_per_second": _field(
         "Rate limit (requests/s)", "Client-side cap on requests per second for one hook; empty = none."
     ),
+    "send_window": _field(
+        "Promotional send window",
+        "When PROMOTIONAL messages may go out, e.g. '09:00-21:00 Asia/Kolkata' (replaces that default for "
+        "Indian numbers); 'off' for none. A task's send_window wins.",
+    ),
+    "price_per_segment": _field(
+        "Price per SMS segment", "Optional. Used to estimate a campaign's cost (dry-run preview, max_cost)."
+    ),
+    "max_cost": _field(
+        "Campaign budget (max cost)", "Optional. Campaigns whose estimated cost is higher are refused before sending."
+    ),
 }

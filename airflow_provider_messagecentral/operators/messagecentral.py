@@ -418,10 +418,14 @@ class _MessageCentralSendOperator(BaseOperator):
         return self.execute(context)
 
     def _outside_window(
-        self, window: windows.SendWindow, results: list[UnitResult], units: list[_Unit], index: int
+        self,
+        window: windows.SendWindow,
+        moment: Any,
+        results: list[UnitResult],
+        units: list[_Unit],
+        index: int,
     ) -> None:
-        """The window is closed before ``units[index]``: defer until it opens, skip or fail the task."""
-        moment = windows.now()
+        """The window is closed at ``moment``, before ``units[index]``: defer until it opens, skip or fail."""
         opens = window.next_open(moment)
         rest = units[index:]
         accepted = sum(r.recipients for r in results if r.accepted)
@@ -465,8 +469,10 @@ class _MessageCentralSendOperator(BaseOperator):
         progress = ChunkProgress(len(units), total, self.log, what=what)  # type: ignore[arg-type]
         results: list[UnitResult] = []
         for index, unit in enumerate(units):
-            if window is not None and self._would_send(ledger, unit) and not window.is_open(windows.now()):
-                self._outside_window(window, results, units, index)
+            if window is not None and self._would_send(ledger, unit):
+                moment = windows.now()
+                if not window.is_open(moment):
+                    self._outside_window(window, moment, results, units, index)
             try:
                 result = ledger.run(unit.key, unit.mobiles, unit.send, label=unit.label)
             except MessageCentralError as err:

@@ -3,7 +3,9 @@ Command line of the delivery-report receiver.
 
 ``python -m airflow_provider_messagecentral.reports serve --host 127.0.0.1 --port 8098 --store-url URL``
 (secret from ``$MESSAGECENTRAL_CALLBACK_SECRET`` only: a CLI argument would show in ``ps``), and
-``python -m airflow_provider_messagecentral.reports summary CAMPAIGN_KEY`` (prints JSON).
+``python -m airflow_provider_messagecentral.reports summary CAMPAIGN_KEY`` (prints JSON), and the suppression
+table: ``suppression add NUMBER... [--file F] [--reason R]``, ``suppression remove NUMBER... [--file F]``,
+``suppression list [--page N] [--page-size N]`` (JSON). National numbers are read with ``--country`` (default 91).
 """
 
 from __future__ import annotations
@@ -33,11 +35,60 @@ def _parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="print a campaign's delivery summary as JSON")
     summary.add_argument("campaign_key")
     summary.add_argument("--store-url", default=None)
+    suppression = sub.add_parser("suppression", help="numbers never to text: add, remove, list")
+    actions = suppression.add_subparsers(dest="action", required=True)
+    for name, text in (("add", "add numbers"), ("remove", "remove numbers")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("numbers", nargs="*", help="phone numbers (national ones read with --country)")
+        action.add_argument("--file", default=None, help="a .csv/.txt file of numbers (as audiences are read)")
+        action.add_argument("--country", default="91", help="dialling code of national numbers (default 91)")
+        action.add_argument("--store-url", default=None, help=f"SQLAlchemy URL (default ${STORE_URL_ENV} or SQLite)")
+        if name == "add":
+            action.add_argument("--reason", default="", help="why, e.g. 'STOP reply'")
+    listing = actions.add_parser("list", help="print one page of the suppression table as JSON")
+    listing.add_argument("--page", type=int, default=1)
+    listing.add_argument("--page-size", type=int, default=100)
+    listing.add_argument("--store-url", default=None)
     return parser
+
+
+def _suppression(args: argparse.Namespace, store_url: str) -> int:
+    from pathlib import Path
+
+    from airflow_provider_messagecentral.audience import read_number_file
+    from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+    from airflow_provider_messagecentral.safety import suppression
+
+    if args.action == "list":
+        print(json.dumps(suppression.list_suppression(args.page, args.page_size, store_url=store_url), indent=2))
+        return 0
+    numbers: list[object] = list(args.numbers)
+    try:
+        if args.file:
+            numbers.extend(read_number_file(Path(args.file)).values)
+        if not numbers:
+            print("error: give numbers or --file", file=sys.stderr)
+            return 2
+        if args.action == "add":
+            changed = suppression.suppress(numbers, reason=args.reason, country=args.country, store_url=store_url)
+            print(json.dumps({"added": changed, "given": len(numbers)}))
+        else:
+            changed = suppression.unsuppress(numbers, country=args.country, store_url=store_url)
+            print(json.dumps({"removed": changed, "given": len(numbers)}))
+    except MessageCentralValidationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "suppression":
+        import os
+
+        from airflow_provider_messagecentral.reports.store import default_store_url
+
+        return _suppression(args, args.store_url or os.environ.get(STORE_URL_ENV) or default_store_url())
     if args.command == "summary":
         import os
 
