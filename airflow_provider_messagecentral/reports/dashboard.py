@@ -108,45 +108,69 @@ class DeliveryCurve:
     :param step: bucket width in seconds.
     :param points: ``(seconds since send, delivered so far)``, starting at ``(0, 0)``.
     :param undated: delivered recipients without any timestamp (counted in no bucket).
+    :param sample: 1 when every delivered recipient was read; ``k`` when the curve was estimated from every
+        k-th recipient (by row id) and scaled to the exact delivered count (large campaigns).
     """
 
     recipients: int
     step: int
     points: list[tuple[int, int]]
     undated: int
+    sample: int = 1
 
     @property
     def delivered(self) -> int:
         return (self.points[-1][1] if self.points else 0) + self.undated
 
 
+#: Above this many delivered recipients the curve is estimated from a sample of about this size.
+CURVE_SAMPLE_SIZE = 50_000
+
+
 def delivery_curve(
-    store: ReportStore, campaign_key: str, recipients: int, max_points: int = _MAX_POINTS
+    store: ReportStore,
+    campaign_key: str,
+    recipients: int,
+    delivered: int | None = None,
+    max_points: int = _MAX_POINTS,
 ) -> DeliveryCurve:
-    """Delivered recipients of a campaign bucketed by delay since their send (two aggregate queries)."""
+    """
+    Delivered recipients of a campaign bucketed by delay since their send: one aggregate query.
+
+    :param delivered: the campaign's exact delivered count (from its summary). When it exceeds
+        :data:`CURVE_SAMPLE_SIZE`, every k-th recipient (by row id, which every index carries) is read and the
+        curve is scaled to this count, so a page of a million-recipient campaign stays fast.
+    """
     rc = t.recipients.c
-    delay = _delay_seconds(store)
-    where = and_(rc.campaign_key == campaign_key, rc.status == DELIVERED)
+    delay = _delay_seconds(store).label("delay")
+    sample = max(1, math.ceil((delivered or 0) / CURVE_SAMPLE_SIZE))
+    conditions = [rc.campaign_key == campaign_key, rc.status == DELIVERED]
+    if sample > 1:
+        conditions.append(rc.id % sample == 0)
     with store.engine.connect() as conn:
-        longest, undated = conn.execute(select(func.max(delay), func.count() - func.count(delay)).where(where)).one()
-        if longest is None:
-            return DeliveryCurve(recipients, 1, [(0, 0)], int(undated or 0))
-        span = max(int(longest), 1)
-        step = next((s for s in _NICE_STEPS if span / s <= max_points), math.ceil(span / max_points))
-        bucket = cast(delay / step, Integer).label("b")  # integer division on both dialects
-        rows = conn.execute(
-            select(bucket, func.count()).where(where, delay.is_not(None)).group_by(bucket).order_by(bucket)
-        ).all()
+        rows = conn.execute(select(delay, func.count()).where(and_(*conditions)).group_by(delay)).all()
+    dated = sorted((max(int(d), 0), int(n)) for d, n in rows if d is not None)
+    undated = sum(int(n) for d, n in rows if d is None)
+    read = sum(n for _d, n in dated) + undated
+    scale = (delivered / read) if sample > 1 and read and delivered is not None else 1.0
+    if sample > 1:
+        undated = round(undated * scale)
+    if not dated:
+        return DeliveryCurve(recipients, 1, [(0, 0)], undated, sample)
+    span = max(dated[-1][0], 1)
+    step = next((s for s in _NICE_STEPS if span / s <= max_points), math.ceil(span / max_points))
+    buckets: dict[int, int] = {}
+    for seconds, count in dated:
+        slot = seconds // step + 1  # deliveries of bucket i are done by the end of the bucket
+        buckets[slot] = buckets.get(slot, 0) + count
     points = [(0, 0)]
     total = 0
-    merged: dict[int, int] = {}
-    for index, count in rows:
-        slot = max(int(index), 0) + 1  # deliveries of bucket i are done by the end of the bucket
-        merged[slot] = merged.get(slot, 0) + int(count)
-    for slot in sorted(merged):
-        total += merged[slot]
-        points.append((slot * step, total))
-    return DeliveryCurve(recipients, step, points, int(undated or 0))
+    for slot in sorted(buckets):
+        total += buckets[slot]
+        points.append((slot * step, round(total * scale)))
+    if sample > 1 and delivered is not None:
+        points[-1] = (points[-1][0], delivered - undated)
+    return DeliveryCurve(recipients, step, points, undated, sample)
 
 
 def failures_by_error_code(store: ReportStore, campaign_key: str) -> list[tuple[str, int | None, int]]:
@@ -272,7 +296,7 @@ def _curve_svg(curve: DeliveryCurve) -> str:
         f'<svg id="delivery-curve" role="img" aria-label="Delivered ratio over time since send" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" '
         f'data-recipients="{curve.recipients}" data-delivered="{final}" data-undated="{curve.undated}" '
-        f'data-step="{curve.step}" data-points="{len(curve.points)}">'
+        f'data-step="{curve.step}" data-points="{len(curve.points)}" data-sample="{curve.sample}">'
     ]
     for tick in (0, 25, 50, 75, 100):
         y = top + plot_h * (1 - tick / 100)
@@ -400,7 +424,9 @@ def dashboard_router(get_store: StoreGetter, *, dependencies: Sequence[Any] | No
         if summary is None or campaign is None:
             raise HTTPException(status_code=404, detail=f"unknown campaign {campaign_key!r}")
         funnel = await run_in_threadpool(campaign_funnel, store, campaign_key, summary)
-        curve = await run_in_threadpool(delivery_curve, store, campaign_key, int(summary["recipients"]))
+        curve = await run_in_threadpool(
+            delivery_curve, store, campaign_key, int(summary["recipients"]), int(summary["delivered"])
+        )
         failures = await run_in_threadpool(failures_by_error_code, store, campaign_key)
         term = q.strip()
         recipients = await run_in_threadpool(store.campaign_reports, campaign_key, page, _PAGE_SIZE, term or None)
@@ -450,6 +476,11 @@ def _campaign_body(
         if curve.undated
         else ""
     )
+    if curve.sample > 1:
+        undated += (
+            f'<p class="muted" id="curve-sampled">Shape estimated from every {curve.sample:,}th delivered '
+            "recipient, scaled to the exact delivered count.</p>"
+        )
     return (
         f'<p><a href="{_e(listing)}">← All campaigns</a></p>'
         f'<h1>Campaign <span id="campaign-key">{_e(campaign["campaign_key"])}</span></h1>'
