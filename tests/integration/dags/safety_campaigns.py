@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -32,17 +33,17 @@ FILE_MESSAGE = "Hi ##name##, your balance is Rs ##amount##. Reply STOP to opt ou
 CAMPAIGN_NUMBERS = [f"98166{i:05d}" for i in range(10)]
 
 
-def _dag(dag_id: str, **kwargs: object) -> DAG:
+def _dag(dag_id: str, **kwargs: Any) -> DAG:
     return DAG(dag_id=dag_id, schedule=None, start_date=START, catchup=False, tags=["messagecentral-tests"], **kwargs)
 
 
-def _three_sends(price: float | None = None, **safety: object) -> None:
+def _three_sends(price: float | None = None, **safety: Any) -> None:
     MessageCentralSendOperator(
         task_id="single",
         mobile_number="9816400100",
         message="Your order {{ params.order }} ships today",
         price_per_segment=price,
-        **safety,  # type: ignore[arg-type]
+        **safety,
     )
     MessageCentralBulkSendOperator(
         task_id="bulk",
@@ -51,14 +52,14 @@ def _three_sends(price: float | None = None, **safety: object) -> None:
         chunk_size=2,
         on_invalid="skip",
         price_per_segment=price,
-        **safety,  # type: ignore[arg-type]
+        **safety,
     )
     MessageCentralFileSendOperator(
         task_id="file",
         rows=ROWS,
         message=FILE_MESSAGE,
         price_per_segment=price,
-        **safety,  # type: ignore[arg-type]
+        **safety,
     )
 
 
