@@ -49,8 +49,14 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks.messagecentral"]}],
         "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators.messagecentral"]}],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.messagecentral"]}],
-        "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.messagecentral"]}],
+        "triggers": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [f"{_PKG}.triggers.messagecentral", f"{_PKG}.triggers.send_window"],
+            }
+        ],
         "notifications": [f"{_PKG}.notifications.messagecentral.MessageCentralNotifier"],
+        "extra-links": [f"{_PKG}.links.MessageCentralDeliveryReportLink"],
     }
 
 
@@ -87,7 +93,11 @@ _CONN_FIELDS: dict[str, Any] = {
         "Reports database connection id",
         "Airflow connection of the delivery-report store (instead of a URL).",
     ),
-    "timeout": _field("Timeout (s)", "Connect and read timeout in seconds.", default="30"),
+    "timeout": _field(
+        "Timeout (s)",
+        "Read timeout in seconds (the connect_timeout extra sets the connect timeout, default 10).",
+        default="30",
+    ),
     "max_retries": _field("Max retries", "Retries of 429/5xx/connection errors per request.", default="5"),
     "rate_limit_per_second": _field(
         "Rate limit (requests/s)", "Client-side cap on requests per second for one hook; empty = none."

@@ -87,6 +87,9 @@ with DAG(
         "audience_csv": Param(str(AUDIENCE_CSV), type="string", description="CSV with mobile, var1, var2"),
         "audience_limit": Param(None, type=["null", "integer"], minimum=1, description="first N rows only"),
         "message_type": Param("PROMOTIONAL", enum=["PROMOTIONAL", "TRANSACTIONAL"]),
+        "send_window": Param(
+            "09:00-21:00 Asia/Kolkata", type="string", description="'off' sends at any hour (rehearsals, demo)"
+        ),
     },
     tags=["messagecentral", "example"],
 ) as dag:
@@ -94,11 +97,10 @@ with DAG(
         task_id="send_campaign",
         rows=build_audience(),
         message=MESSAGE,
-        # Campaign safety (send windows, issue 10): promotional traffic to Indian numbers will by default only
-        # go out 09:00-21:00 Asia/Kolkata, which the 09:30 schedule respects. Runs at other hours (the demo,
-        # the tests) pass message_type=TRANSACTIONAL today; once the operators take send_window, they will
-        # pass an explicit send_window=None through a param instead and keep PROMOTIONAL.
+        # Promotional SMS to Indian numbers only goes out 09:00-21:00 Asia/Kolkata; the 09:30 schedule is
+        # inside it. Outside the window the task defers (no worker slot held) until it opens.
         message_type="{{ params.message_type }}",
+        send_window="{{ params.send_window }}",
         on_invalid="skip",  # a bad number in the CRM must not stop everyone else's message
     )
     wait = MessageCentralDeliverySensor(

@@ -84,8 +84,6 @@ def sandbox(sandbox_server: Any) -> Any:
     return sandbox_server
 
 
-
-
 @pytest.fixture
 def mc_conn(sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """
@@ -174,4 +172,3 @@ def pg_url(pg_server: dict[str, Any]) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql+psycopg://postgres@{pg_server['host']}:{pg_server['port']}/{name}"
-

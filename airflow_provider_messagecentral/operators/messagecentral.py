@@ -54,6 +54,7 @@ from airflow_provider_messagecentral.hooks.messagecentral import (
     check_message,
 )
 from airflow_provider_messagecentral.ledger import SendLedger, UnitResult, check_on_uncertain, unit_key
+from airflow_provider_messagecentral.links import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.phone import PhoneNumber, chunked, parse_number
 from airflow_provider_messagecentral.progress import ChunkProgress
 from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key, resolve_store_url
@@ -160,6 +161,7 @@ class _MessageCentralSendOperator(BaseOperator):
     #: fields that may name a template file, with the extensions that mark one
     template_file_fields: ClassVar[dict[str, tuple[str, ...]]] = {"message": (".txt",)}
     ui_color = "#e8f4fd"
+    operator_extra_links = (MessageCentralDeliveryReportLink(),)
     campaign_kind: ClassVar[str] = "single"
 
     def __init__(

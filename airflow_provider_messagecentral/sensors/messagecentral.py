@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
+from airflow_provider_messagecentral.links import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.triggers.messagecentral import (
     MessageCentralDeliveryTrigger,
     evaluate_delivery,
@@ -94,6 +95,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("campaign",)
     ui_color = "#d8f0e3"
+    operator_extra_links = (MessageCentralDeliveryReportLink(),)
 
     def __init__(
         self,
