@@ -122,3 +122,21 @@ def test_delivery_report_link_for_send_tasks_and_the_sensor() -> None:
         assert url.endswith(f"/campaigns/{key}")
     unrendered = link.get_link(SimpleNamespace(campaign="{{ ti.xcom_pull('send') }}"), ti_key=sensor_ti)
     assert unrendered.endswith(make_campaign_key("d", "r", "wait"))
+
+
+def test_send_operators_and_sensor_offer_the_delivery_report_link() -> None:
+    from airflow_provider_messagecentral.operators.messagecentral import (
+        MessageCentralBulkSendOperator,
+        MessageCentralFileSendOperator,
+        MessageCentralSendOperator,
+    )
+    from airflow_provider_messagecentral.sensors.messagecentral import MessageCentralDeliverySensor
+
+    for cls in (
+        MessageCentralSendOperator,
+        MessageCentralBulkSendOperator,
+        MessageCentralFileSendOperator,
+        MessageCentralDeliverySensor,
+    ):
+        names = [link.name for link in cls.operator_extra_links]
+        assert names == ["Delivery report"], cls.__name__
