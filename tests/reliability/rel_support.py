@@ -133,15 +133,19 @@ class LeakScanner:
                 added += 1
         return added
 
-    def leaks(self) -> list[str]:
+    def leaks(self, record: bool = True) -> list[str]:
+        """Names of the secrets found and where; ``record`` counts the scans in the suite's figures."""
         found = []
         for label, text in self.texts:
             for name, value in self.secrets.values.items():
                 self.scans += 1
                 if value in text:
                     found.append(f"{name} found in {label}")
-        count("secret_scans", self.scans)
-        count("secret_leaks", len(found))
+        if record:
+            count("secret_texts_scanned", len(self.texts))
+            count("secret_task_log_files_scanned", sum(1 for label, _ in self.texts if label.startswith("task log")))
+            count("secret_scans", self.scans)
+            count("secret_leaks", len(found))
         return found
 
 
