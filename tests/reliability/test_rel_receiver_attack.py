@@ -399,3 +399,37 @@ def test_slow_clients_do_not_block_others(server: tuple[ReceiverServer, ReportSt
         assert store.get_report(f"fast-{i}") is not None
     for i in range(slow_count):
         assert store.get_report(f"slow-{i}") is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (PostgreSQL only): values PostgreSQL cannot store (NUL in text or JSON, NaN in JSON, errorCode "
+    "beyond int4) pass validation, the insert raises DataError and the receiver answers 503 'report store "
+    "unavailable' (a sender retries forever); models.py should refuse them with 422 "
+    "(airflow_provider_messagecentral/reports/models.py:115-124, app.py:191)",
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({**DOC, "messageId": "nul\u0000id"}),
+        json.dumps({**DOC, "messageId": "nul-extra", "note": "a\u0000b"}),
+        json.dumps({**DOC, "messageId": "nul-client", "clientId": "a\u0000b"}),
+        '{"messageId": "nan-extra", "status": "DELIVRD", "note": NaN}',
+        json.dumps({**DOC, "messageId": "int4", "errorCode": 2**40}),
+    ],
+    ids=["nul-in-message-id", "nul-in-extra-field", "nul-in-client-id", "nan-in-extra-field", "error-code-over-int4"],
+)
+def test_values_postgresql_cannot_store_are_refused_not_503(pg_url: str, body: str) -> None:
+    """On PostgreSQL, a report with a value the database cannot hold gets a 4xx (or is stored), never a 5xx."""
+    from starlette.testclient import TestClient
+
+    from airflow_provider_messagecentral.reports.app import create_app
+
+    with TestClient(create_app(pg_url, RECEIVER_SECRET), raise_server_exceptions=False) as client:
+        store = get_store(pg_url)
+        before = store_counts(store)
+        response = _post(client, body)
+        assert response.status_code < 500, (response.status_code, response.text)
+        if response.status_code != 200:
+            assert store_counts(store) == before
