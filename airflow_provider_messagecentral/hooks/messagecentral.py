@@ -292,11 +292,7 @@ class MessageCentralHook(BaseHook):
             raise MessageCentralValidationError(f"message_type must be one of {MESSAGE_TYPES}, got {message_type!r}")
         check_message(message, flow_type)
         template_id, entity_id = options.get("template_id"), options.get("entity_id")
-        if bool(template_id) != bool(entity_id):
-            raise MessageCentralValidationError(
-                "template_id and entity_id go together (DLT registration): give both or neither; "
-                f"got template_id={template_id!r}, entity_id={entity_id!r}"
-            )
+        check_dlt_ids(template_id, entity_id)
         params = {"flowType": flow_type, "type": "SMS", "messageType": message_type, "message": message}
         sender_id = options.get("sender_id") or s.sender_id
         if sender_id:
@@ -448,6 +444,15 @@ class MessageCentralHook(BaseHook):
         exp = jwt_expiry(token)
         until = time.strftime(" (valid until %Y-%m-%d)", time.gmtime(exp)) if exp else ""
         return True, f"MessageCentral issued a token for customer {s.customer_id} at {s.base_url}{until}"
+
+
+def check_dlt_ids(template_id: object, entity_id: object) -> None:
+    """DLT registration ids (India) go together: both or neither."""
+    if bool(template_id) != bool(entity_id):
+        raise MessageCentralValidationError(
+            "template_id and entity_id go together (DLT registration): give both or neither; "
+            f"got template_id={template_id!r}, entity_id={entity_id!r}"
+        )
 
 
 def check_message(message: object, flow_type: str) -> None:

@@ -10,7 +10,7 @@ from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions._internal.templater import Templater
 
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
+from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook, check_dlt_ids
 
 if TYPE_CHECKING:
     import jinja2
@@ -92,10 +92,7 @@ class MessageCentralNotifier(BaseNotifier):
             )
         if not isinstance(message, str) or not message.strip():
             raise MessageCentralValidationError("message must be non-empty text")
-        if bool(template_id) != bool(entity_id):
-            raise MessageCentralValidationError(
-                "template_id and entity_id go together (DLT registration): give both or neither"
-            )
+        check_dlt_ids(template_id, entity_id)
         self.mobile_numbers = mobile_numbers
         self.message = message
         self.messagecentral_conn_id = messagecentral_conn_id

@@ -51,6 +51,7 @@ from airflow_provider_messagecentral.hooks.messagecentral import (
     DEFAULT_CHUNK_SIZE,
     MAX_MESSAGE_CHARS,
     MessageCentralHook,
+    check_dlt_ids,
     check_message,
 )
 from airflow_provider_messagecentral.ledger import SendLedger, UnitResult, check_on_uncertain, unit_key
@@ -242,12 +243,7 @@ class _MessageCentralSendOperator(BaseOperator):
                 raise MessageCentralValidationError(
                     f"country_code must be a dialling code like '91', got {self.country_code!r}"
                 )
-        template_id, entity_id = self.template_id, self.entity_id
-        if bool(template_id) != bool(entity_id):
-            raise MessageCentralValidationError(
-                "template_id and entity_id go together (DLT registration): give both or neither; "
-                f"got template_id={template_id!r}, entity_id={entity_id!r}"
-            )
+        check_dlt_ids(self.template_id, self.entity_id)
 
     def _options(self) -> dict[str, Any]:
         """The send options as rendered (None and empty left out: the connection's defaults apply)."""
