@@ -117,7 +117,8 @@ def test_429_storms_honour_retry_after_and_complete(
     (capped at max_retry_wait = 2 s) rather than the exponential backoff; one extra request per 429.
     """
     faults(
-        {after: {"rate_limit": {"count": n, "retry_after": retry_after, "seconds": 2}} for after, n in storms.items()}
+        {after: {"rate_limit": {"count": n, "retry_after": retry_after, "seconds": 2}} for after, n in storms.items()},
+        events=sum(storms.values()),
     )
     audience = numbers(2_000)
 
