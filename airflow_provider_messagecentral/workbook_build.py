@@ -35,6 +35,15 @@ def placeholders(message: str) -> list[str]:
     return list(dict.fromkeys(PLACEHOLDER_RE.findall(message)))
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates, which no .xlsx (UTF-8 XML) can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def cell_text(value: object) -> str | None:
     """
     The text a value stands for in a workbook cell, or ``None`` when it is missing.
@@ -330,6 +339,10 @@ def build_workbooks(
                 elif len(text) > EXCEL_MAX_CELL_CHARS:
                     row_problems.append(
                         InvalidCell(position, source, f"{len(text)} characters, over Excel's cell limit")
+                    )
+                elif not _is_utf8(text):
+                    row_problems.append(
+                        InvalidCell(position, source, "not valid Unicode text (lone surrogate: mis-decoded bytes?)")
                     )
                 cells.append(text or "")
             if row_problems:

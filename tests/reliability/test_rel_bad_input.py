@@ -242,11 +242,6 @@ def test_text_that_is_not_valid_unicode(sandbox: Any, mc_conn: Any, make: Callab
     count("bad_inputs_refused")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a row value with a lone surrogate reaches xlsxwriter, which raises a bare UnicodeEncodeError "
-    "naming no row or column (airflow_provider_messagecentral/workbook_build.py, _PartWriter.write)",
-)
 def test_row_value_that_is_not_valid_unicode(sandbox: Any, mc_conn: Any) -> None:
     """A row value holding a lone surrogate is refused with a validation error naming its row and column."""
     rows = [{"mobile": "9816100001", "var1": "Asha"}, {"mobile": "9816100002", "var1": "bad \ud83d value"}]

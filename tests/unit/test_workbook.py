@@ -389,3 +389,9 @@ def test_iter_workbook_rows(tmp_path):
     assert rows[1]["var2"] == "20.5"
     with pytest.raises(MessageCentralValidationError, match="no number column 'phone'"):
         iter_workbook_rows(tmp_path / "a.xlsx", "phone")
+
+
+def test_row_value_with_a_lone_surrogate_names_row_and_column(tmp_path: Path) -> None:
+    rows = [{"mobile": "9816100001", "var1": "Asha"}, {"mobile": "9816100002", "var1": "bad \ud83d value"}]
+    with pytest.raises(MessageCentralValidationError, match=r"row 2, column 'var1': not valid Unicode"):
+        build_workbooks(rows, "Hi ##var1##", tmp_path)
