@@ -114,6 +114,13 @@ def _validation_errors(err: ValidationError, item: int | None) -> list[dict[str,
     return out
 
 
+def _value_error_text(err: ValueError) -> str:
+    text = str(err)
+    if "integer string conversion" in text:
+        return "a number has more digits than can be read (4300 at most)"
+    return text.split(";", 1)[0][:120]
+
+
 def _redact_api_keys(documents: list[Any]) -> bool:
     redacted = False
     for doc in documents:
@@ -238,6 +245,12 @@ def create_app(
             raise HTTPException(
                 status_code=422, detail=f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
             ) from err
+        except RecursionError as err:
+            # "[" * 30000 fits the size limit; the parser gives up at Python's recursion limit.
+            raise HTTPException(status_code=422, detail="malformed JSON: arrays or objects nested too deeply") from err
+        except ValueError as err:
+            # An integer literal longer than Python's int-string limit (4300 digits) fails outside the parser.
+            raise HTTPException(status_code=422, detail=f"malformed JSON: {_value_error_text(err)}") from err
         items = document if isinstance(document, list) else [document]
         reports: list[DeliveryReport] = []
         errors: list[dict[str, Any]] = []

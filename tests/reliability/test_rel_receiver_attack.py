@@ -165,14 +165,9 @@ def test_fuzzed_callbacks_never_500_and_never_leave_partial_rows(receiver_client
             assert report["status"] == status
 
 
-# -- known bugs: inputs that make the receiver answer 500 -----------------------------------------------------
+# -- inputs that made the receiver answer 500 (fixed) ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: json.loads RecursionError on deeply nested JSON is not caught -> 500 "
-    "(airflow_provider_messagecentral/reports/app.py:233)",
-)
 @pytest.mark.parametrize(
     "body",
     ["[" * 30_000 + "]" * 30_000, '{"a":' * 10_000 + "1" + "}" * 10_000],
