@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -24,6 +24,11 @@ KNOWN_FIELDS: frozenset[str] = frozenset(
 )
 
 _MOBILE_SEPARATORS = re.compile(r"[\s\-().]")
+
+#: Bounds of ``errorCode``: a 32-bit signed integer, what the ``INTEGER`` column holds on every supported
+#: database (PostgreSQL ``int4``; SQLite would take 64 bits, PostgreSQL refuses anything beyond 32).
+ERROR_CODE_MIN = -(2**31)
+ERROR_CODE_MAX = 2**31 - 1
 
 
 def is_final(status: str | None) -> bool:
@@ -100,7 +105,8 @@ class DeliveryReport(BaseModel):
     :param messageId: MessageCentral's id of the message (required, non-empty).
     :param status: ``DELIVRD``, ``EXPIRED``, ``UNDELIV``, ``UNKNOWN``, ``REJECTD`` or anything else
         (kept as received, upper-cased, and treated as not final).
-    :param errorCode: operator error code, ``0`` on success.
+    :param errorCode: operator error code, ``0`` on success; a 32-bit signed integer (what every supported
+        database's ``INTEGER`` column holds).
     :param mobile: the recipient, country code included.
 
     Example::
@@ -115,7 +121,7 @@ class DeliveryReport(BaseModel):
 
     messageId: str = Field(min_length=1, max_length=200)
     status: str = Field(min_length=1, max_length=40)
-    errorCode: int | None = None
+    errorCode: Annotated[int, Field(ge=ERROR_CODE_MIN, le=ERROR_CODE_MAX)] | None = None
     mobile: str | None = None
     countryCode: str | None = Field(default=None, max_length=10)
     apiKey: str | None = Field(default=None, repr=False)

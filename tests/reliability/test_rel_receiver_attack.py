@@ -182,11 +182,6 @@ def test_deeply_nested_json_is_refused_with_4xx(receiver_client: tuple[Any, Any]
     assert store_counts(store) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: errorCode beyond the INTEGER column passes validation (models.py:118 'errorCode: int' unbounded); "
-    "SQLite raises OverflowError -> 500",
-)
 def test_error_code_too_large_for_the_column_is_refused(receiver_client: tuple[Any, Any]) -> None:
     """An errorCode no database integer column can hold is a malformed report: 422, nothing stored."""
     client, store = receiver_client

@@ -7,7 +7,12 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from airflow_provider_messagecentral.reports.models import DeliveryReport, normalize_mobile
+from airflow_provider_messagecentral.reports.models import (
+    ERROR_CODE_MAX,
+    ERROR_CODE_MIN,
+    DeliveryReport,
+    normalize_mobile,
+)
 
 DOCUMENTED = {
     "apiKey": None,
@@ -114,3 +119,19 @@ def test_normalize_mobile(raw: object, expected: str | None) -> None:
 def test_api_key_is_not_in_repr() -> None:
     report = DeliveryReport.model_validate({**DOCUMENTED, "apiKey": "s3cr3t-key"})
     assert "s3cr3t-key" not in repr(report)
+
+
+# --------------------------------------------------------------------------- values no database can hold
+
+
+@pytest.mark.parametrize("code", [ERROR_CODE_MIN, -1, 0, 1, ERROR_CODE_MAX, str(ERROR_CODE_MAX)])
+def test_error_code_inside_the_32_bit_range_is_kept(code: object) -> None:
+    assert DeliveryReport.model_validate({**DOCUMENTED, "errorCode": code}).errorCode == int(str(code))
+
+
+@pytest.mark.parametrize("code", [ERROR_CODE_MAX + 1, ERROR_CODE_MIN - 1, 2**40, 10**30, str(10**30), -(10**30)])
+def test_error_code_beyond_the_32_bit_range_is_refused(code: object) -> None:
+    """SQLite's INTEGER overflows at 2**63, PostgreSQL's at 2**31: the model refuses what either cannot hold."""
+    with pytest.raises(ValidationError) as err:
+        DeliveryReport.model_validate({**DOCUMENTED, "errorCode": code})
+    assert err.value.errors()[0]["loc"] == ("errorCode",)
