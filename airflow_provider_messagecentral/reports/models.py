@@ -91,7 +91,11 @@ def parse_report_datetime(value: object, tz: str = "UTC") -> datetime | None:
         raise ValueError(f"expected a date string, got {type(value).__name__}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_zone(tz))
-    return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    try:
+        return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError as err:
+        # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, 9999-12-31T23:59:59-01:00 in year 10000.
+        raise ValueError(f"date {parsed.isoformat()[:40]!r} is outside the years 1-9999 once converted to UTC") from err
 
 
 class DeliveryReport(BaseModel):

@@ -191,11 +191,6 @@ def test_error_code_too_large_for_the_column_is_refused(receiver_client: tuple[A
     assert store_counts(store) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_report_datetime's astimezone() raises OverflowError (not ValueError) at year 1/9999 "
-    "with an offset; pydantic lets it through -> 500 (airflow_provider_messagecentral/reports/models.py:89)",
-)
 @pytest.mark.parametrize("date", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_dates_that_overflow_in_utc_are_refused(receiver_client: tuple[Any, Any], date: str) -> None:
     """A date that cannot be represented in UTC is a malformed report: 422, nothing stored."""

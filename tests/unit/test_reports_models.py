@@ -135,3 +135,26 @@ def test_error_code_beyond_the_32_bit_range_is_refused(code: object) -> None:
     with pytest.raises(ValidationError) as err:
         DeliveryReport.model_validate({**DOCUMENTED, "errorCode": code})
     assert err.value.errors()[0]["loc"] == ("errorCode",)
+
+
+@pytest.mark.parametrize("date", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_dates_that_overflow_when_converted_to_utc_are_refused(date: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        DeliveryReport.model_validate({**DOCUMENTED, "submitDate": date})
+    assert err.value.errors()[0]["loc"] == ("submitDate",)
+    assert "outside the years 1-9999" in str(err.value)
+
+
+def test_a_date_without_zone_that_overflows_in_the_configured_zone_is_refused() -> None:
+    with pytest.raises(ValidationError, match="doneDate"):
+        DeliveryReport.model_validate(
+            {**DOCUMENTED, "doneDate": "9999-12-31 23:00:00"}, context={"tz": "America/New_York"}
+        )
+
+
+def test_the_extreme_dates_that_fit_in_utc_are_kept() -> None:
+    report = DeliveryReport.model_validate(
+        {**DOCUMENTED, "submitDate": "0001-01-01T00:00:00-01:00", "doneDate": "9999-12-31T23:59:59+01:00"}
+    )
+    assert report.submitDate == datetime(1, 1, 1, 1, 0, 0)
+    assert report.doneDate == datetime(9999, 12, 31, 22, 59, 59)
