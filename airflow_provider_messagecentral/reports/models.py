@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 #: Statuses after which a message's fate no longer changes.
 FINAL_STATUSES: frozenset[str] = frozenset({"DELIVRD", "EXPIRED", "UNDELIV", "REJECTD"})
@@ -29,6 +30,57 @@ _MOBILE_SEPARATORS = re.compile(r"[\s\-().]")
 #: database (PostgreSQL ``int4``; SQLite would take 64 bits, PostgreSQL refuses anything beyond 32).
 ERROR_CODE_MIN = -(2**31)
 ERROR_CODE_MAX = 2**31 - 1
+#: Deepest nesting of lists/objects accepted in an undocumented (extra) field. Reports are flat; the bound
+#: keeps every later ``json.dumps``/``json.loads`` of the stored value far from Python's recursion limit.
+MAX_EXTRA_DEPTH = 32
+
+
+def storable_text_problem(value: str) -> str | None:
+    """
+    Why ``value`` cannot be stored as text on every supported database, or ``None`` when it can.
+
+    PostgreSQL refuses the NUL character in ``text``/``varchar`` and in ``jsonb``, and lone UTF-16
+    surrogates (``"\\ud800"`` in JSON) are not UTF-8 at all.
+    """
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which the report store cannot hold"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"contains a lone UTF-16 surrogate at character {err.start}, which is not valid Unicode text"
+    return None
+
+
+def _extra_problem(name: str, value: Any) -> str | None:
+    """The first value in an extra field (at any depth) that the store cannot hold, described with its path."""
+    problem = storable_text_problem(name)
+    if problem:
+        return f"a field name {problem}"
+    stack: list[tuple[str, Any, int]] = [(repr(name[:40]), value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if len(path) > 120:
+            path = path[:117] + "..."
+        if isinstance(item, str):
+            problem = storable_text_problem(item)
+            if problem:
+                return f"field {path} {problem}"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"field {path} is NaN or infinite, which is not a JSON number the report store can hold"
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_EXTRA_DEPTH:
+                return f"field {path} is nested more than {MAX_EXTRA_DEPTH} levels deep"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    key_text = str(key)
+                    problem = storable_text_problem(key_text)
+                    if problem:
+                        return f"a key inside field {path} {problem}"
+                    stack.append((f"{path}.{key_text[:40]!r}", child, depth + 1))
+            else:
+                stack.extend((f"{path}[{index}]", child, depth + 1) for index, child in enumerate(item))
+    return None
 
 
 def is_final(status: str | None) -> bool:
@@ -104,7 +156,11 @@ class DeliveryReport(BaseModel):
 
     Unknown fields are kept (``model_extra``) and stored with the report. Dates become naive UTC
     datetimes; a date without a zone is read in the zone passed as validation context ``{"tz": ...}``
-    (UTC by default). ``mobile`` is normalised to digits with the country code.
+    (UTC by default). ``mobile`` is normalised to digits with the country code. Values no supported database
+    can store are refused (a validation error, so the receiver answers 422 instead of failing in the store):
+    a NUL character or a lone surrogate in any text or extra field (keys included), NaN or infinity in an
+    extra field, an extra field nested more than :data:`MAX_EXTRA_DEPTH` levels, an ``errorCode`` outside
+    the 32-bit signed range, a date outside years 1-9999 in UTC.
 
     :param messageId: MessageCentral's id of the message (required, non-empty).
     :param status: ``DELIVRD``, ``EXPIRED``, ``UNDELIV``, ``UNKNOWN``, ``REJECTD`` or anything else
@@ -174,6 +230,23 @@ class DeliveryReport(BaseModel):
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
+
+    @field_validator("messageId", "status", "countryCode", "clientId", "apiKey", mode="after")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = storable_text_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _storable_extra(self) -> DeliveryReport:
+        for name, value in (self.model_extra or {}).items():
+            problem = _extra_problem(name, value)
+            if problem:
+                raise ValueError(problem)
+        return self
 
     @field_validator("submitDate", "doneDate", mode="before")
     @classmethod

@@ -391,13 +391,6 @@ def test_slow_clients_do_not_block_others(server: tuple[ReceiverServer, ReportSt
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (PostgreSQL only): values PostgreSQL cannot store (NUL in text or JSON, NaN in JSON, errorCode "
-    "beyond int4) pass validation, the insert raises DataError and the receiver answers 503 'report store "
-    "unavailable' (a sender retries forever); models.py should refuse them with 422 "
-    "(airflow_provider_messagecentral/reports/models.py:115-124, app.py:191)",
-)
 @pytest.mark.parametrize(
     "body",
     [

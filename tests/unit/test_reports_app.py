@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from airflow_provider_messagecentral.reports.app import create_app
 from airflow_provider_messagecentral.reports.store import ReportStore
 
 SECRET = "unit-callback-secret-0123456789"
+DOC: dict[str, Any] = {"messageId": "app-1", "status": "DELIVRD", "errorCode": 0, "mobile": "919999999999"}
 
 
 @pytest.fixture(
@@ -61,3 +63,67 @@ def test_json_the_parser_cannot_read_is_refused_with_422(
     assert response.status_code == 422, response.text[:200]
     assert detail in response.json()["detail"]
     assert _counts(store) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (json.dumps({**DOC, "messageId": "nul\u0000id"}), ["messageId"]),
+        (json.dumps({**DOC, "clientId": "a\u0000b"}), ["clientId"]),
+        (json.dumps({**DOC, "status": "DELIV\u0000RD"}), ["status"]),
+        (json.dumps({**DOC, "note": "a\u0000b"}), []),
+        (json.dumps({**DOC, "note": {"a\u0000": 1}}), []),
+        (json.dumps({**DOC, "note": "\ud800"}), []),
+        ('{"messageId": "nan-extra", "status": "DELIVRD", "note": NaN}', []),
+        ('{"messageId": "inf-extra", "status": "DELIVRD", "note": 1e400}', []),
+        (json.dumps({**DOC, "errorCode": 2**31}), ["errorCode"]),
+        (json.dumps({**DOC, "errorCode": 10**30}), ["errorCode"]),
+        (json.dumps({**DOC, "submitDate": "0001-01-01T00:00:00+01:00"}), ["submitDate"]),
+        (json.dumps([DOC, {**DOC, "messageId": "x", "doneDate": "9999-12-31T23:59:59-01:00"}]), [1, "doneDate"]),
+    ],
+    ids=[
+        "nul-message-id",
+        "nul-client-id",
+        "nul-status",
+        "nul-extra",
+        "nul-extra-key",
+        "surrogate-extra",
+        "nan-extra",
+        "infinity-extra",
+        "error-code-2**31",
+        "error-code-10**30",
+        "date-before-year-1-in-utc",
+        "date-after-year-9999-in-utc",
+    ],
+)
+def test_values_no_database_can_hold_are_refused_with_422(
+    client: tuple[TestClient, ReportStore], body: str, loc: list[object]
+) -> None:
+    """
+    A report the store cannot hold is malformed: 422 naming where, nothing stored. (Before, SQLite answered
+    500 for the errorCode and the dates, PostgreSQL 503 for all of them: MessageCentral retries a 5xx forever.)
+    """
+    test_client, store = client
+    before = _counts(store)
+    response = _post(test_client, body)
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["detail"][0]["loc"] == loc
+    assert _counts(store) == before
+
+
+def test_the_limits_themselves_are_stored(client: tuple[TestClient, ReportStore]) -> None:
+    """The largest errorCode, the extreme dates and unicode text that pass validation are stored on both databases."""
+    test_client, store = client
+    body = [
+        {**DOC, "messageId": "max", "errorCode": 2**31 - 1, "submitDate": "0001-01-01T00:00:00-01:00"},
+        {**DOC, "messageId": "min", "errorCode": -(2**31), "doneDate": "9999-12-31T23:59:59+01:00"},
+        {**DOC, "messageId": "text-é€😀", "clientId": "é€😀", "note": {"k": ["é€😀", 1.5, 10**30]}},
+    ]
+    response = _post(test_client, json.dumps(body))
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["stored"] == 3
+    assert store.get_report("max")["error_code"] == 2**31 - 1  # type: ignore[index]
+    assert store.get_report("min")["error_code"] == -(2**31)  # type: ignore[index]
+    text = store.get_report("text-é€😀")
+    assert text is not None and text["client_id"] == "é€😀"
+    assert text["extra"] == {"note": {"k": ["é€😀", 1.5, 10**30]}}

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from airflow_provider_messagecentral.reports.models import (
     ERROR_CODE_MAX,
     ERROR_CODE_MIN,
+    MAX_EXTRA_DEPTH,
     DeliveryReport,
     normalize_mobile,
 )
@@ -158,3 +159,53 @@ def test_the_extreme_dates_that_fit_in_utc_are_kept() -> None:
     )
     assert report.submitDate == datetime(1, 1, 1, 1, 0, 0)
     assert report.doneDate == datetime(9999, 12, 31, 22, 59, 59)
+
+
+@pytest.mark.parametrize("field", ["messageId", "status", "clientId", "countryCode", "apiKey"])
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"], ids=["nul", "lone-surrogate"])
+def test_text_the_store_cannot_hold_is_refused_naming_the_field(field: str, bad: str) -> None:
+    """PostgreSQL refuses NUL in text; a lone surrogate is not UTF-8 at all. Neither reaches the store."""
+    with pytest.raises(ValidationError) as err:
+        DeliveryReport.model_validate({**DOCUMENTED, field: bad})
+    assert err.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"note": "a\x00b"}, "field 'note' contains a NUL"),
+        ({"note": {"deep": ["ok", "a\x00"]}}, "field 'note'.'deep'[1] contains a NUL"),
+        ({"note": {"k\x00": 1}}, "a key inside field 'note' contains a NUL"),
+        ({"n\x00te": 1}, "a field name contains a NUL"),
+        ({"note": "\udc00"}, "field 'note' contains a lone UTF-16 surrogate"),
+        ({"note": float("nan")}, "field 'note' is NaN or infinite"),
+        ({"note": [1.5, float("inf")]}, "field 'note'[1] is NaN or infinite"),
+        ({"note": -float("inf")}, "field 'note' is NaN or infinite"),
+    ],
+)
+def test_extra_fields_the_store_cannot_hold_are_refused(extra: dict[str, object], words: str) -> None:
+    """PostgreSQL's jsonb refuses NUL (\\u0000) and lone surrogates in strings and keys, and NaN/Infinity."""
+    with pytest.raises(ValidationError) as err:
+        DeliveryReport.model_validate({**DOCUMENTED, **extra})
+    assert words in str(err.value)
+
+
+def _nested(depth: int) -> object:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_extra_fields_nested_too_deeply_are_refused() -> None:
+    ok = DeliveryReport.model_validate({**DOCUMENTED, "nested": _nested(MAX_EXTRA_DEPTH)})
+    assert ok.extra_fields() == {"nested": _nested(MAX_EXTRA_DEPTH)}
+    with pytest.raises(ValidationError, match=f"nested more than {MAX_EXTRA_DEPTH} levels"):
+        DeliveryReport.model_validate({**DOCUMENTED, "nested": _nested(MAX_EXTRA_DEPTH + 1)})
+
+
+def test_ordinary_extra_fields_and_unicode_text_are_kept() -> None:
+    extra = {"note": "é€😀", "price": 0.25, "big": 10**30, "list": [None, True, {"a": "b"}]}
+    report = DeliveryReport.model_validate({**DOCUMENTED, **extra, "clientId": "client-é€😀"})
+    assert report.extra_fields() == extra
+    assert report.clientId == "client-é€😀"
