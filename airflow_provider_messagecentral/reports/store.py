@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import DateTime
 
 from airflow_provider_messagecentral.reports import tables as t
@@ -86,6 +89,11 @@ _EPOCH = datetime(1970, 1, 1)
 _IN_CHUNK = 500
 _SECRET_WORDS = ("token", "key", "password", "secret", "authorization", "credential")
 _PG_MIGRATION_LOCK = 0x6D635F7363686D  # "mc_schm"
+#: SQLSTATEs after which PostgreSQL rolled the transaction back and running it again is the documented remedy:
+#: serialization_failure and deadlock_detected.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+#: How many times an ingest transaction runs before its error reaches the caller (the receiver answers 503).
+INGEST_ATTEMPTS = 4
 
 
 def make_campaign_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
@@ -97,6 +105,11 @@ def make_campaign_key(dag_id: str, run_id: str, task_id: str, map_index: int = -
     """
     raw = "\x1f".join((dag_id, run_id, task_id, str(int(map_index))))
     return "mc-" + hashlib.blake2b(raw.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def _retryable(err: DBAPIError) -> bool:
+    """Whether the database aborted the transaction for a deadlock or serialization failure (safe to rerun)."""
+    return getattr(err.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 def _utcnow() -> datetime:
@@ -625,12 +638,16 @@ class ReportStore:
         Idempotent on ``messageId``: the same status again is a duplicate; a final status is never replaced
         by a non-final one; otherwise the newer report (by doneDate, then submitDate) wins.
 
+        Rows are written in ``messageId`` order (recipients in mobile order), so concurrent batches holding
+        the same messages lock them in one order; a transaction PostgreSQL still aborts for a deadlock or a
+        serialization failure is run again (:data:`INGEST_ATTEMPTS` times in all) before the error is raised.
+
         :param reports: validated reports.
         :param raw_bodies: the received documents, appended to the raw audit table as they are.
         :param remote: the sender's address, for the audit table.
         """
         now = _utcnow()
-        result = IngestResult()
+        batch = IngestResult()
         best: dict[str, DeliveryReport] = {}
         for report in reports:
             current = best.get(report.messageId)
@@ -640,21 +657,51 @@ class ReportStore:
             verdict = _verdict(self._row(current), self._row(report))
             if verdict == "store":
                 best[report.messageId] = report
-                result.ignored_stale += 1  # the one it replaced never reaches the database
+                batch.ignored_stale += 1  # the one it replaced never reaches the database
             elif verdict == "duplicate":
-                result.duplicates += 1
+                batch.duplicates += 1
             else:
-                result.ignored_stale += 1
+                batch.ignored_stale += 1
+        ordered = [best[message_id] for message_id in sorted(best)]
+        for attempt in range(1, INGEST_ATTEMPTS + 1):
+            result = batch.model_copy()
+            try:
+                self._ingest_tx(ordered, raw_bodies, remote, now, result)
+            except DBAPIError as err:
+                if attempt == INGEST_ATTEMPTS or not _retryable(err):
+                    raise
+                log.warning(
+                    "Report store %s: ingest of %d reports aborted (SQLSTATE %s), running it again (attempt %d of %d)",
+                    self.masked_url,
+                    len(ordered),
+                    getattr(err.orig, "sqlstate", None),
+                    attempt + 1,
+                    INGEST_ATTEMPTS,
+                )
+                time.sleep(random.uniform(0.005, 0.02) * attempt)
+                continue
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ingest_tx(
+        self,
+        ordered: list[DeliveryReport],
+        raw_bodies: list[str],
+        remote: str | None,
+        now: datetime,
+        result: IngestResult,
+    ) -> None:
+        """One ingest transaction: ``ordered`` holds one report per messageId, sorted by messageId."""
         with self._write() as conn:
             if raw_bodies:
                 conn.execute(
                     insert(t.raw_reports),
                     [{"received_at": now, "remote": (remote or None), "body": body} for body in raw_bodies],
                 )
-            if not best:
-                return result
+            if not ordered:
+                return
             existing: dict[str, _Row] = {}
-            for chunk in _chunks(list(best)):
+            for chunk in _chunks([r.messageId for r in ordered]):
                 for row in conn.execute(
                     select(
                         t.reports.c.message_id,
@@ -666,8 +713,8 @@ class ReportStore:
                 ):
                     existing[row.message_id] = _Row(*row)
             winners: list[DeliveryReport] = []
-            for message_id, report in best.items():
-                old = existing.get(message_id)
+            for report in ordered:
+                old = existing.get(report.messageId)
                 verdict = "store" if old is None else _verdict(old, self._row(report))
                 if verdict == "store":
                     winners.append(report)
@@ -677,7 +724,7 @@ class ReportStore:
                     result.ignored_stale += 1
             result.stored = len(winners)
             if not winners:
-                return result
+                return
             stmt = self._insert(t.reports)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["message_id"],
@@ -700,7 +747,6 @@ class ReportStore:
             )
             conn.execute(stmt, [self._report_params(r, now) for r in winners])
             self._match_reports(conn, winners, now)
-        return result
 
     @staticmethod
     def _row(report: DeliveryReport) -> _Row:
@@ -724,7 +770,12 @@ class ReportStore:
         }
 
     def _match_reports(self, conn: Connection, winners: Iterable[DeliveryReport], now: datetime) -> None:
-        """Copy newly stored reports onto the recipients they match (by id, else by mobile in window)."""
+        """
+        Copy newly stored reports onto the recipients they match (by id, else by mobile in window).
+
+        The updates run in one order in every transaction (by id: messageId then mobile; by mobile: mobile then
+        messageId), so two concurrent batches never wait for each other's recipient rows in opposite orders.
+        """
         rc = t.recipients.c
         by_id_mobile: list[dict[str, Any]] = []
         by_id_any: list[dict[str, Any]] = []
@@ -752,6 +803,9 @@ class ReportStore:
             "submit_date": bindparam("b_submit"),
             "done_date": bindparam("b_done"),
         }
+        by_id_mobile.sort(key=lambda p: (p["b_mid"], p["b_mobile"]))
+        by_id_any.sort(key=lambda p: p["b_mid"])
+        by_mobile.sort(key=lambda p: (p["b_mobile"], p["b_mid"]))
         if by_id_mobile:
             conn.execute(
                 update(t.recipients)

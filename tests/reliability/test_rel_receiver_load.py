@@ -265,8 +265,8 @@ def test_64000_reports_from_32_clients_nothing_lost_final_status_wins(load_run: 
     assert retried <= CLIENTS, f"{retried} requests lost their connection without an answer"
     if load_run.backend == "sqlite":
         assert unavailable == 0, load_run.receiver.output()[-2000:]
-    # PostgreSQL: a 503 here is the ingest deadlock pinned by test_overlapping_batches_from_many_senders_are_all_stored
-    # (xfail); the sender's retry then stores the batch, which this test checks.
+    # PostgreSQL: a 503 here would be an ingest transaction that failed all its attempts (see
+    # test_overlapping_batches_from_many_senders_are_all_stored); the sender's retry then stores the batch.
     store, final = load_run.store, load_run.final
     stats = store.stats()
     assert requests_made <= stats["raw_reports"] <= requests_made + retried
@@ -393,20 +393,6 @@ def test_receiver_killed_mid_load_keeps_every_acknowledged_report(tmp_path: Path
     count("faults_survived")
 
 
-def _deadlock_bug(request: pytest.FixtureRequest) -> None:
-    if "postgres" in request.node.callspec.id:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug (PostgreSQL only): ReportStore.ingest upserts a batch's rows in arrival order, so two "
-                "batches holding the same messages in different orders lock rows in opposite orders: PostgreSQL "
-                "aborts one with a deadlock and the receiver answers 503 "
-                "(airflow_provider_messagecentral/reports/store.py:701; sort rows by message_id before the upsert "
-                "and the recipient updates)",
-            )
-        )
-
-
 ROUNDS, SENDERS = 3, 8
 
 
@@ -419,7 +405,6 @@ def test_overlapping_batches_from_many_senders_are_all_stored(
     final reports (MessageCentral retries and duplicates do exactly this), for 3 rounds: every request is
     answered 200 (no deadlock or lock timeout surfaces as a 503) and every message ends with its final status.
     """
-    _deadlock_bug(request)
     url = f"sqlite:///{tmp_path / 'overlap.db'}" if backend == "sqlite" else str(request.getfixturevalue("pg_url"))
     server = Receiver(url, tmp_path)
     server.start()

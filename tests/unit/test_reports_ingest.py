@@ -1,0 +1,178 @@
+"""ReportStore.ingest under concurrency: lock order, deadlock retry, and what reaches the recipients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from airflow_provider_messagecentral.reports.models import DeliveryReport
+from airflow_provider_messagecentral.reports.store import INGEST_ATTEMPTS, ReportStore, make_campaign_key
+
+T0 = datetime(2023, 11, 2, 13, 59, 0)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReportStore]:
+    url = (
+        f"sqlite:///{tmp_path / 'reports.db'}" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+    )
+    s = ReportStore(url)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[ReportStore]:
+    s = ReportStore(pg_url)
+    yield s
+    s.dispose()
+
+
+def rep(message_id: str, status: str, mobile: str | None = "919816111111", **fields: Any) -> DeliveryReport:
+    payload: dict[str, Any] = {"messageId": message_id, "status": status, "mobile": mobile, "errorCode": 0}
+    payload.update(fields)
+    return DeliveryReport.model_validate(payload)
+
+
+def at(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_deadlocked_ingest_is_run_again(store: ReportStore, mocker: Any) -> None:
+    """PostgreSQL aborts one of two deadlocked transactions: ingest runs it again instead of answering 503."""
+    real = store._ingest_tx
+    calls = {"n": 0}
+
+    def flaky(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("UPDATE mc_reports ...", {}, _Deadlock("deadlock detected"))
+        real(*args)
+
+    mocker.patch.object(store, "_ingest_tx", side_effect=flaky)
+    result = store.ingest([rep("m1", "DELIVRD", submitDate=at(1)), rep("m1", "UNKNOWN")], ["[]"])
+    assert calls["n"] == 2
+    assert (result.stored, result.duplicates, result.ignored_stale) == (1, 0, 1)  # counted once, not twice
+    assert store.get_report("m1")["status"] == "DELIVRD"  # type: ignore[index]
+    assert store.stats()["raw_reports"] == 1  # the aborted attempt left nothing behind
+
+
+def test_a_deadlock_that_persists_and_other_errors_are_raised(store: ReportStore, mocker: Any) -> None:
+    deadlock = OperationalError("UPDATE mc_reports ...", {}, _Deadlock("deadlock detected"))
+    patched = mocker.patch.object(store, "_ingest_tx", side_effect=deadlock)
+    mocker.patch("airflow_provider_messagecentral.reports.store.time.sleep")
+    with pytest.raises(OperationalError):
+        store.ingest([rep("m1", "DELIVRD")], [])
+    assert patched.call_count == INGEST_ATTEMPTS
+    patched.reset_mock()
+    patched.side_effect = OperationalError("INSERT ...", {}, Exception("disk full"))
+    with pytest.raises(OperationalError):
+        store.ingest([rep("m1", "DELIVRD")], [])
+    assert patched.call_count == 1
+
+
+def _wait_for_lock_wait(store: ReportStore, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    with store.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the ingest never waited for the held row lock")
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_ingest_locks_reports_in_message_id_order(pg_store: ReportStore) -> None:
+    """
+    A batch arriving as [m-b, m-a] locks m-a before m-b. Another transaction holding m-a and then asking for
+    m-b gets it at once: before the fix the batch held m-b while waiting for m-a, and PostgreSQL broke the
+    resulting deadlock by aborting one side (the receiver answered 503).
+    """
+    pg_store.ingest([rep("m-a", "UNKNOWN"), rep("m-b", "UNKNOWN")], [])
+    batch = [rep("m-b", "DELIVRD", doneDate=at(5)), rep("m-a", "DELIVRD", doneDate=at(5))]
+    errors: list[BaseException] = []
+    with pg_store.engine.connect() as other:
+        other.execute(text("SELECT 1 FROM mc_reports WHERE message_id = 'm-a' FOR UPDATE"))
+
+        def run() -> None:
+            try:
+                pg_store.ingest(batch, [])
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            _wait_for_lock_wait(pg_store)
+            # m-b is still free: the batch waits for m-a without holding m-b.
+            other.execute(text("SELECT 1 FROM mc_reports WHERE message_id = 'm-b' FOR UPDATE NOWAIT"))
+        finally:
+            other.rollback()
+            worker.join(30)
+    assert not errors, errors
+    assert pg_store.get_report("m-a")["status"] == "DELIVRD"  # type: ignore[index]
+    assert pg_store.get_report("m-b")["status"] == "DELIVRD"  # type: ignore[index]
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_overlapping_batches_in_opposite_orders_all_succeed(pg_store: ReportStore) -> None:
+    """Eight threads ingest the same 100 messages, each in its own order, for a few rounds: none fails."""
+    key = make_campaign_key("dag", "run", "send")
+    pg_store.ensure_campaign(key, dag_id="dag", run_id="run", task_id="send", kind="bulk")
+    mobiles = [f"9198{i:08d}" for i in range(100)]
+    pg_store.mark_accepted(
+        key, "u", transaction_id=None, verification_id=None, response={}, mobiles=mobiles, sent_at=T0
+    )
+    errors: list[BaseException] = []
+    for round_ in range(3):
+        batches = []
+        for sender in range(8):
+            order = list(range(100))
+            if sender % 2:
+                order.reverse()
+            order = order[sender:] + order[:sender]
+            status = "UNKNOWN" if (sender + round_) % 3 == 0 else "DELIVRD"
+            batches.append(
+                [rep(f"r{round_}-{i}", status, mobile=mobiles[i], submitDate=at(1), doneDate=at(sender)) for i in order]
+            )
+
+        def run(batch: list[DeliveryReport]) -> None:
+            try:
+                pg_store.ingest(batch, [])
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=run, args=(b,)) for b in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors[:3]
+    for round_ in range(3):
+        assert {pg_store.get_report(f"r{round_}-{i}")["status"] for i in range(100)} == {"DELIVRD"}  # type: ignore[index]
