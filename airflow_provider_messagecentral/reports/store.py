@@ -19,9 +19,11 @@ by its ``doneDate`` (else its arrival time).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,8 +35,10 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -43,9 +47,11 @@ from sqlalchemy import (
     insert,
     inspect,
     literal,
+    literal_column,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -631,6 +637,36 @@ class ReportStore:
             ),
         )
 
+    def _recipient_precedence_sql(self) -> ColumnElement[bool]:
+        """
+        Whether a recipient row may take report ``:b_mid`` (guards every recipient update of ingest).
+
+        A recipient that holds another message's report (or none) follows the matching rules. One that holds
+        this message already takes it only by :func:`_verdict`'s rule: a final status is never replaced by
+        a non-final one, an older report (by doneDate, then submitDate) never replaces a newer one.
+        Written as one row-value comparison ``(final, done, submit) >= (...)`` with constants inlined: the
+        update runs once per report (executemany), so every bound parameter counts.
+        """
+        rc = t.recipients.c
+        if self.dialect == "postgresql":
+            epoch = literal_column("TIMESTAMP '1970-01-01 00:00:00'", DateTime())
+        else:  # SQLAlchemy's SQLite DATETIME storage format
+            epoch = literal_column("'1970-01-01 00:00:00.000000'", DateTime())
+        # Our own constants, not input: inlined, since an expanding IN cannot be used with executemany().
+        finals: list[ColumnElement[Any]] = [literal_column(f"'{status}'") for status in sorted(FINAL_STATUSES)]
+        old_final = case((rc.status.in_(finals), literal_column("1")), else_=literal_column("0"))
+        old_key = tuple_(
+            old_final,
+            func.coalesce(rc.done_date, epoch),
+            func.coalesce(rc.submit_date, epoch),
+        )
+        new_key = tuple_(
+            bindparam("b_final", type_=Integer()),
+            bindparam("b_done_key", type_=DateTime()),
+            bindparam("b_submit_key", type_=DateTime()),
+        )
+        return or_(rc.report_message_id.is_(None), rc.report_message_id != bindparam("b_mid"), new_key >= old_key)
+
     def ingest(self, reports: list[DeliveryReport], raw_bodies: list[str], remote: str | None = None) -> IngestResult:
         """
         Store a batch of delivery reports in one short transaction and match them to campaign recipients.
@@ -700,53 +736,32 @@ class ReportStore:
                 )
             if not ordered:
                 return
-            existing: dict[str, _Row] = {}
-            for chunk in _chunks([r.messageId for r in ordered]):
-                for row in conn.execute(
-                    select(
-                        t.reports.c.message_id,
-                        t.reports.c.status,
-                        t.reports.c.is_final,
-                        t.reports.c.done_date,
-                        t.reports.c.submit_date,
-                    ).where(t.reports.c.message_id.in_(chunk))
-                ):
-                    existing[row.message_id] = _Row(*row)
-            winners: list[DeliveryReport] = []
-            for report in ordered:
-                old = existing.get(report.messageId)
-                verdict = "store" if old is None else _verdict(old, self._row(report))
-                if verdict == "store":
-                    winners.append(report)
-                elif verdict == "duplicate":
-                    result.duplicates += 1
-                else:
-                    result.ignored_stale += 1
+            # The upsert's WHERE is the precedence rule, evaluated on the row as it is when this transaction
+            # holds its lock (PostgreSQL locks a conflicting row even when the WHERE refuses the update).
+            # RETURNING names exactly the rows this statement wrote: only those are copied onto recipients.
+            # A verdict from an earlier read could be stale by now (another transaction may have committed
+            # a final status in between), and copying such a "winner" let a stale UNKNOWN replace it.
+            upsert = self._ingest_sql["upsert"]
+            written = set(conn.execute(upsert, [self._report_params(r, now) for r in ordered]).scalars())
+            winners = [r for r in ordered if r.messageId in written]
             result.stored = len(winners)
-            if not winners:
-                return
-            stmt = self._insert(t.reports)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["message_id"],
-                set_={
-                    name: getattr(stmt.excluded, name)
-                    for name in (
-                        "status",
-                        "is_final",
-                        "error_code",
-                        "mobile",
-                        "country_code",
-                        "client_id",
-                        "submit_date",
-                        "done_date",
-                        "received_at",
-                        "extra",
+            refused = [r for r in ordered if r.messageId not in written]
+            if refused:
+                # Rows refused by the upsert are locked by it (PostgreSQL): this read sees what refused them.
+                current: dict[str, str] = {}
+                for chunk in _chunks([r.messageId for r in refused]):
+                    current.update(
+                        conn.execute(
+                            select(t.reports.c.message_id, t.reports.c.status).where(t.reports.c.message_id.in_(chunk))
+                        ).all()
                     )
-                },
-                where=self._precedence_sql(stmt.excluded),
-            )
-            conn.execute(stmt, [self._report_params(r, now) for r in winners])
-            self._match_reports(conn, winners, now)
+                for report in refused:
+                    if current.get(report.messageId) == report.status:
+                        result.duplicates += 1
+                    else:
+                        result.ignored_stale += 1
+            if winners:
+                self._match_reports(conn, winners, now)
 
     @staticmethod
     def _row(report: DeliveryReport) -> _Row:
@@ -776,7 +791,6 @@ class ReportStore:
         The updates run in one order in every transaction (by id: messageId then mobile; by mobile: mobile then
         messageId), so two concurrent batches never wait for each other's recipient rows in opposite orders.
         """
-        rc = t.recipients.c
         by_id_mobile: list[dict[str, Any]] = []
         by_id_any: list[dict[str, Any]] = []
         by_mobile: list[dict[str, Any]] = []
@@ -784,6 +798,9 @@ class ReportStore:
             params = {
                 "b_mid": report.messageId,
                 "b_status": report.status,
+                "b_final": int(report.is_final),
+                "b_done_key": report.doneDate or _EPOCH,
+                "b_submit_key": report.submitDate or _EPOCH,
                 "b_error": report.errorCode,
                 "b_submit": report.submitDate,
                 "b_done": report.doneDate,
@@ -795,6 +812,58 @@ class ReportStore:
             else:
                 by_id_mobile.append(params)
                 by_mobile.append(params)
+        by_id_mobile.sort(key=lambda p: (p["b_mid"], p["b_mobile"]))
+        by_id_any.sort(key=lambda p: p["b_mid"])
+        by_mobile.sort(key=lambda p: (p["b_mobile"], p["b_mid"]))
+        sql = self._ingest_sql
+        if by_id_mobile:
+            conn.execute(sql["by_id_mobile"], by_id_mobile)
+        if by_id_any:
+            # A report without a mobile matches by id only when the id names exactly one recipient
+            # (a bulk request's transactionId is shared by the whole chunk). One counting query per chunk.
+            rc = t.recipients.c
+            counts: dict[str, int] = {}
+            for chunk in _chunks([p["b_mid"] for p in by_id_any]):
+                counts.update(
+                    conn.execute(
+                        select(rc.message_id, func.count()).where(rc.message_id.in_(chunk)).group_by(rc.message_id)
+                    ).all()
+                )
+            single = [p for p in by_id_any if counts.get(p["b_mid"]) == 1]
+            if single:
+                conn.execute(sql["by_id_only"], single)
+        if by_mobile:
+            conn.execute(sql["by_mobile"], by_mobile)
+
+    @functools.cached_property
+    def _ingest_sql(self) -> dict[str, Any]:
+        """The statements of :meth:`ingest`, built once per store (building and keying them is not free)."""
+        if self.dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+            raise RuntimeError(
+                f"the report store needs SQLite 3.35 or newer (INSERT ... RETURNING); this Python uses SQLite "
+                f"{sqlite3.sqlite_version}: use a newer Python/SQLite or PostgreSQL"
+            )
+        upsert = self._insert(t.reports)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["message_id"],
+            set_={
+                name: getattr(upsert.excluded, name)
+                for name in (
+                    "status",
+                    "is_final",
+                    "error_code",
+                    "mobile",
+                    "country_code",
+                    "client_id",
+                    "submit_date",
+                    "done_date",
+                    "received_at",
+                    "extra",
+                )
+            },
+            where=self._precedence_sql(upsert.excluded),
+        )
+        rc, cc = t.recipients.c, t.campaigns.c
         copied: dict[str, Any] = {
             "report_message_id": bindparam("b_mid"),
             "match_date": bindparam("b_date"),
@@ -803,50 +872,35 @@ class ReportStore:
             "submit_date": bindparam("b_submit"),
             "done_date": bindparam("b_done"),
         }
-        by_id_mobile.sort(key=lambda p: (p["b_mid"], p["b_mobile"]))
-        by_id_any.sort(key=lambda p: p["b_mid"])
-        by_mobile.sort(key=lambda p: (p["b_mobile"], p["b_mid"]))
-        if by_id_mobile:
-            conn.execute(
-                update(t.recipients)
-                .where(rc.message_id == bindparam("b_mid"), rc.mobile == bindparam("b_mobile"))
-                .values(match_kind="id", **copied),
-                by_id_mobile,
-            )
-        for params in by_id_any:
-            # A report without a mobile matches by id only when the id names exactly one recipient
-            # (a bulk request's transactionId is shared by the whole chunk).
-            count = conn.execute(
-                select(func.count()).select_from(t.recipients).where(rc.message_id == params["b_mid"])
-            ).scalar()
-            if count == 1:
-                conn.execute(
-                    update(t.recipients).where(rc.message_id == bindparam("b_mid")).values(match_kind="id", **copied),
-                    [params],
-                )
-        if by_mobile:
-            cc = t.campaigns.c
-            in_window = exists().where(
-                cc.campaign_key == rc.campaign_key,
-                cc.window_start <= bindparam("b_date"),
-                cc.window_end >= bindparam("b_date"),
-            )
-            conn.execute(
-                update(t.recipients)
-                .where(
-                    rc.mobile == bindparam("b_mobile"),
-                    or_(
-                        rc.match_kind.is_(None),
-                        and_(
-                            rc.match_kind == "mobile",
-                            or_(rc.report_message_id == bindparam("b_mid"), rc.match_date <= bindparam("b_date")),
-                        ),
+        precedence = self._recipient_precedence_sql()
+        in_window = exists().where(
+            cc.campaign_key == rc.campaign_key,
+            cc.window_start <= bindparam("b_date"),
+            cc.window_end >= bindparam("b_date"),
+        )
+        return {
+            "upsert": upsert.returning(t.reports.c.message_id),
+            "by_id_mobile": update(t.recipients)
+            .where(rc.message_id == bindparam("b_mid"), rc.mobile == bindparam("b_mobile"), precedence)
+            .values(match_kind="id", **copied),
+            "by_id_only": update(t.recipients)
+            .where(rc.message_id == bindparam("b_mid"), precedence)
+            .values(match_kind="id", **copied),
+            "by_mobile": update(t.recipients)
+            .where(
+                rc.mobile == bindparam("b_mobile"),
+                or_(
+                    rc.match_kind.is_(None),
+                    and_(
+                        rc.match_kind == "mobile",
+                        or_(rc.report_message_id == bindparam("b_mid"), rc.match_date <= bindparam("b_date")),
                     ),
-                    in_window,
-                )
-                .values(match_kind="mobile", **copied),
-                by_mobile,
+                ),
+                in_window,
+                precedence,
             )
+            .values(match_kind="mobile", **copied),
+        }
 
     def get_report(self, message_id: str) -> dict[str, Any] | None:
         """The latest stored status of one message, or ``None`` when no report for it arrived."""

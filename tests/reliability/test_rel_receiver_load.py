@@ -283,28 +283,12 @@ def test_64000_reports_from_32_clients_nothing_lost_final_status_wins(load_run: 
     assert "Traceback" not in load_run.receiver.output()
 
 
-def _summary_bug(request: pytest.FixtureRequest) -> None:
-    if "postgres" in request.node.callspec.id:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug (PostgreSQL only): ReportStore.ingest decides winners from a pre-read that concurrent "
-                "transactions make stale (READ COMMITTED), then _match_reports copies every 'winner' onto the "
-                "recipients even when the upsert's precedence guard refused it: a stale UNKNOWN overwrites a "
-                "recipient's final status (airflow_provider_messagecentral/reports/store.py:671 and :702)",
-            )
-        )
-
-
-def test_campaign_summary_under_load_counts_every_recipient_final(
-    load_run: LoadRun, request: pytest.FixtureRequest
-) -> None:
+def test_campaign_summary_under_load_counts_every_recipient_final(load_run: LoadRun) -> None:
     """
     After the load, the campaign summary the sensor reads agrees with the stored reports: every recipient
     final, none pending, counts by status equal to the final statuses sent; and while the load ran the number
     of final recipients the poller saw never went down (a final status is never replaced by UNKNOWN).
     """
-    _summary_bug(request)
     summary = load_run.store.campaign_summary(load_run.campaign)
     assert summary is not None
     final = load_run.final

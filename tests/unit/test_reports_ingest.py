@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import OperationalError
 
+from airflow_provider_messagecentral.reports import tables as t
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import INGEST_ATTEMPTS, ReportStore, make_campaign_key
 
@@ -176,3 +177,98 @@ def test_overlapping_batches_in_opposite_orders_all_succeed(pg_store: ReportStor
     assert not errors, errors[:3]
     for round_ in range(3):
         assert {pg_store.get_report(f"r{round_}-{i}")["status"] for i in range(100)} == {"DELIVRD"}  # type: ignore[index]
+    summary = pg_store.campaign_summary(key)
+    assert summary is not None and summary["by_status"] == {"DELIVRD": 100}
+
+
+def _campaign(store: ReportStore, mobiles: list[str], tx: str | None = None) -> str:
+    key = make_campaign_key("dag", "run", "send")
+    store.ensure_campaign(key, dag_id="dag", run_id="run", task_id="send", kind="bulk")
+    store.mark_accepted(key, "u", transaction_id=tx, verification_id=None, response={}, mobiles=mobiles, sent_at=T0)
+    return key
+
+
+def _recipient(store: ReportStore, mobile: str) -> tuple[Any, ...]:
+    rc = t.recipients.c
+    with store.engine.connect() as conn:
+        row = conn.execute(select(rc.status, rc.report_message_id, rc.done_date).where(rc.mobile == mobile)).one()
+    return tuple(row)
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_a_report_refused_by_a_concurrent_final_status_does_not_reach_the_recipient(pg_store: ReportStore) -> None:
+    """
+    While one transaction stores m1's final DELIVRD (not yet committed), a batch with a stale UNKNOWN for m1
+    arrives and waits for it. Once DELIVRD commits, the upsert's guard refuses UNKNOWN, and the recipient
+    keeps DELIVRD. Before the fix the UNKNOWN batch had judged itself a winner from an earlier read and
+    copied UNKNOWN onto the recipient anyway (118 of 25,600 recipients stayed non-final under load).
+    """
+    mobile = "919816111111"
+    key = _campaign(pg_store, [mobile])
+    unknown = rep("m1", "UNKNOWN", mobile=mobile, submitDate=at(1), doneDate=at(2))
+    done: list[Any] = []
+    with pg_store.engine.connect() as other:
+        params = pg_store._report_params(rep("m1", "DELIVRD", mobile=mobile, submitDate=at(1), doneDate=at(5)), T0)
+        other.execute(insert(t.reports).values(**params))
+        other.execute(
+            update(t.recipients)
+            .where(t.recipients.c.mobile == mobile)
+            .values(report_message_id="m1", match_kind="mobile", match_date=T0, status="DELIVRD", done_date=T0)
+        )
+        worker = threading.Thread(target=lambda: done.append(pg_store.ingest([unknown], [])))
+        worker.start()
+        try:
+            _wait_for_lock_wait(pg_store)
+        finally:
+            other.commit()
+            worker.join(30)
+    assert len(done) == 1 and (done[0].stored, done[0].ignored_stale) == (0, 1)
+    assert pg_store.get_report("m1")["status"] == "DELIVRD"  # type: ignore[index]
+    assert pg_store.campaign_summary(key)["by_status"] == {"DELIVRD": 1}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("held", "incoming"),
+    [
+        (("DELIVRD", at(2)), ("UNKNOWN", at(30))),  # a final status is never replaced by a non-final one
+        (("UNDELIV", at(10)), ("EXPIRED", at(5))),  # an older report never replaces a newer one
+        (("UNKNOWN", at(10)), ("ACCEPTD", at(5))),
+    ],
+)
+@pytest.mark.parametrize("tx", [None, "m1"], ids=["by-mobile", "by-id"])
+def test_recipient_update_itself_keeps_precedence(
+    store: ReportStore, held: tuple[str, str], incoming: tuple[str, str], tx: str | None
+) -> None:
+    """Even handed a 'winner' that lost (as a stale read would), the recipient update refuses to regress."""
+    mobile = "919816111111"
+    _campaign(store, [mobile], tx=tx)
+    store.ingest([rep("m1", held[0], mobile=mobile, submitDate=at(1), doneDate=held[1])], [])
+    assert _recipient(store, mobile)[:2] == (held[0], "m1")
+    stale = rep("m1", incoming[0], mobile=mobile, submitDate=at(1), doneDate=incoming[1])
+    with store._write() as conn:
+        store._match_reports(conn, [stale], T0)
+    assert _recipient(store, mobile)[:2] == (held[0], "m1")
+    # Without a mobile the id match (one recipient) is guarded the same way.
+    if tx is not None:
+        with store._write() as conn:
+            store._match_reports(conn, [rep("m1", incoming[0], mobile=None, doneDate=incoming[1])], T0)
+        assert _recipient(store, mobile)[:2] == (held[0], "m1")
+
+
+def test_counts_stored_duplicates_and_stale_from_what_the_database_did(store: ReportStore) -> None:
+    mobile = "919816111111"
+    key = _campaign(store, [mobile])
+    store.ingest([rep("m1", "DELIVRD", mobile=mobile, submitDate=at(1), doneDate=at(5))], [])
+    result = store.ingest(
+        [
+            rep("m1", "DELIVRD", mobile=mobile, submitDate=at(1), doneDate=at(5)),  # duplicate
+            rep("m1", "UNKNOWN", mobile=mobile, submitDate=at(1), doneDate=at(9)),  # stale (in batch)
+            rep("m2", "UNKNOWN", mobile="917715131105", submitDate=at(1)),  # new
+        ],
+        [],
+    )
+    assert (result.stored, result.duplicates, result.ignored_stale) == (1, 1, 1)
+    result = store.ingest([rep("m1", "UNKNOWN", mobile=mobile, submitDate=at(1), doneDate=at(9))], [])
+    assert (result.stored, result.duplicates, result.ignored_stale) == (0, 0, 1)
+    assert store.campaign_summary(key)["by_status"] == {"DELIVRD": 1}  # type: ignore[index]
