@@ -22,6 +22,7 @@ from airflow_provider_messagecentral.triggers.messagecentral import (
     evaluate_delivery,
     read_summary,
     store_url_for_settings,
+    validate_final_statuses,
     validate_optional_ratio,
     validate_ratio,
 )
@@ -88,6 +89,9 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
     :param min_delivered_ratio: delivered / recipients needed for success, between 0 and 1.
     :param max_failed_ratio: fail as soon as failed / recipients exceeds it, between 0 and 1 (``None``: no
         bound). Checked before the delivered ratio.
+    :param final_statuses: the statuses that end a recipient's wait; default the store's (DELIVRD, EXPIRED,
+        UNDELIV, REJECTD). Add ``"UNKNOWN"`` to stop waiting on recipients whose report came back UNKNOWN:
+        they then count as failed. Must include DELIVRD.
     :param deferrable: check once, then wait in the triggerer (no worker slot held) with
         :class:`~airflow_provider_messagecentral.triggers.messagecentral.MessageCentralDeliveryTrigger`.
         Default from ``[operators] default_deferrable``.
@@ -104,6 +108,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         messagecentral_conn_id: str = MessageCentralHook.default_conn_name,
         min_delivered_ratio: float = 0.95,
         max_failed_ratio: float | None = None,
+        final_statuses: list[str] | tuple[str, ...] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -121,6 +126,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         try:
             self.min_delivered_ratio = validate_ratio("min_delivered_ratio", min_delivered_ratio)
             self.max_failed_ratio = validate_optional_ratio("max_failed_ratio", max_failed_ratio)
+            self.final_statuses = validate_final_statuses(final_statuses)
         except ValueError as err:
             raise ValueError(f"{err} (task {self.task_id!r})") from None
         self.deferrable = deferrable
@@ -151,7 +157,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
                 f"campaign {campaign!r} is unknown to the report store of connection "
                 f"{self.messagecentral_conn_id!r}: was it sent with that connection?"
             )
-        result = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio)
+        result = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses)
         self.log.info("%s", result.message)
         if result.verdict == "failure":
             raise AirflowFailException(result.message)
@@ -186,6 +192,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
                 min_delivered_ratio=self.min_delivered_ratio,
                 max_failed_ratio=self.max_failed_ratio,
                 poll_interval=self.poke_interval,
+                final_statuses=self.final_statuses,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

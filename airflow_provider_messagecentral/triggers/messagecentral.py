@@ -47,6 +47,37 @@ def validate_optional_ratio(name: str, value: Any) -> float | None:
     return None if value is None else validate_ratio(name, value)
 
 
+def validate_final_statuses(value: Any) -> tuple[str, ...] | None:
+    """
+    ``None`` (the store's final statuses: DELIVRD, EXPIRED, UNDELIV, REJECTD) or a collection of statuses,
+    upper-cased, that must include DELIVRD. Any other status in it counts as failed.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"final_statuses must be a list of statuses like ['DELIVRD', 'UNDELIV'], got {value!r}")
+    if not value or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ValueError(f"final_statuses must hold non-empty status names, got {value!r}")
+    statuses = tuple(sorted({item.strip().upper() for item in value}))
+    if "DELIVRD" not in statuses:
+        raise ValueError(f"final_statuses must include DELIVRD (a delivered message is final), got {value!r}")
+    return statuses
+
+
+def _with_final_statuses(summary: dict[str, Any], final_statuses: tuple[str, ...]) -> dict[str, Any]:
+    """The summary recounted with ``final_statuses`` as the final ones (non-DELIVRD ones count as failed)."""
+    by_status = summary.get("by_status") or {}
+    recipients = int(summary.get("recipients") or 0)
+    delivered = int(summary.get("delivered") or 0)
+    failed = sum(int(by_status.get(status) or 0) for status in final_statuses if status != "DELIVRD")
+    return {
+        **summary,
+        "failed": failed,
+        "final": delivered + failed,
+        "pending": max(0, recipients - delivered - failed),
+    }
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.1f}%"
 
@@ -68,7 +99,10 @@ def describe_progress(summary: dict[str, Any]) -> str:
 
 
 def evaluate_delivery(
-    summary: dict[str, Any], min_delivered_ratio: float, max_failed_ratio: float | None = None
+    summary: dict[str, Any],
+    min_delivered_ratio: float,
+    max_failed_ratio: float | None = None,
+    final_statuses: tuple[str, ...] | None = None,
 ) -> DeliveryCheck:
     """
     Judge a campaign summary (as :meth:`ReportStore.campaign_summary` returns it) against the thresholds.
@@ -79,7 +113,11 @@ def evaluate_delivery(
     :param summary: ``{"campaign", "recipients", "delivered", "failed", "pending", ...}``.
     :param min_delivered_ratio: success when ``delivered / recipients >= min_delivered_ratio``.
     :param max_failed_ratio: failure when ``failed / recipients > max_failed_ratio`` (``None``: no bound).
+    :param final_statuses: the statuses that end a recipient's wait (``None``: the store's). With e.g.
+        ``UNKNOWN`` among them, an UNKNOWN report counts as failed instead of pending.
     """
+    if final_statuses is not None:
+        summary = _with_final_statuses(summary, final_statuses)
     campaign = summary.get("campaign")
     recipients = int(summary.get("recipients") or 0)
     delivered = int(summary.get("delivered") or 0)
@@ -167,6 +205,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         min_delivered_ratio: float = 0.95,
         max_failed_ratio: float | None = None,
         poll_interval: float = 60.0,
+        final_statuses: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(campaign, str) or not campaign.strip():
@@ -176,6 +215,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         self.messagecentral_conn_id = messagecentral_conn_id
         self.min_delivered_ratio = validate_ratio("min_delivered_ratio", min_delivered_ratio)
         self.max_failed_ratio = validate_optional_ratio("max_failed_ratio", max_failed_ratio)
+        self.final_statuses = validate_final_statuses(final_statuses)
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval < 0:
             raise ValueError(f"poll_interval must be a non-negative number of seconds, got {poll_interval!r}")
         self.poll_interval = float(poll_interval)
@@ -190,6 +230,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
                 "min_delivered_ratio": self.min_delivered_ratio,
                 "max_failed_ratio": self.max_failed_ratio,
                 "poll_interval": self.poll_interval,
+                "final_statuses": list(self.final_statuses) if self.final_statuses is not None else None,
             },
         )
 
@@ -264,7 +305,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
                         f"{self.messagecentral_conn_id!r}: was it sent with that connection?",
                     )
                     return
-                check = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio)
+                check = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses)
                 self.log.info("%s", check.message)
                 if check.verdict != "waiting":
                     yield self._event(check.verdict, check.message, summary)
