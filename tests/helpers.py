@@ -7,8 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_messagecentral.reports.models import DeliveryReport
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -56,3 +60,34 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
         if value or time.monotonic() > deadline:
             return bool(value)
         time.sleep(interval)
+
+
+#: The delivery report exactly as MessageCentral documents it (copy it before changing it).
+DOCUMENTED_REPORT: dict[str, Any] = {
+    "apiKey": None,
+    "clientId": None,
+    "messageId": "a2e87214-d18c-4a2e-b7f4-802c4465a9b9",
+    "status": "DELIVRD",
+    "errorCode": 0,
+    "countryCode": None,
+    "mobile": "919999999999",
+    "submitDate": "2023-11-02 13:59:18",
+    "doneDate": "2023-11-02 13:59:22",
+}
+
+#: The moment report_time(0) stands for.
+REPORT_T0 = datetime(2023, 11, 2, 13, 59, 0)
+
+
+def report(message_id: str, status: str, mobile: str | None = "919816111111", **fields: Any) -> DeliveryReport:
+    """A validated DeliveryReport with the given id, status and mobile (other fields as keywords)."""
+    from airflow_provider_messagecentral.reports.models import DeliveryReport
+
+    payload: dict[str, Any] = {"messageId": message_id, "status": status, "mobile": mobile, "errorCode": 0}
+    payload.update(fields)
+    return DeliveryReport.model_validate(payload)
+
+
+def report_time(minutes: float) -> str:
+    """A report date ``minutes`` after REPORT_T0, in MessageCentral's format (no zone)."""
+    return (REPORT_T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")

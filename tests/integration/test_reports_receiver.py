@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import DOCUMENTED_REPORT
 
 from airflow_provider_messagecentral.reports.app import CallbackSecretFilter, create_app
 from airflow_provider_messagecentral.reports.server import ReceiverServer
@@ -21,17 +22,7 @@ from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 pytestmark = pytest.mark.integration
 
 SECRET = "test-callback-secret-0123456789"
-DOC = {
-    "apiKey": None,
-    "clientId": None,
-    "messageId": "a2e87214-d18c-4a2e-b7f4-802c4465a9b9",
-    "status": "DELIVRD",
-    "errorCode": 0,
-    "countryCode": None,
-    "mobile": "919999999999",
-    "submitDate": "2023-11-02 13:59:18",
-    "doneDate": "2023-11-02 13:59:22",
-}
+DOC = DOCUMENTED_REPORT
 
 
 def _module_pg_database(pg_server: dict[str, Any]) -> str:

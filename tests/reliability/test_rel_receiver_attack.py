@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import DOCUMENTED_REPORT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rel_support import RECEIVER_SECRET, count, store_counts
@@ -28,17 +29,7 @@ pytestmark = pytest.mark.reliability
 
 FUZZ_EXAMPLES = 400
 STATUSES = ["DELIVRD", "EXPIRED", "UNDELIV", "UNKNOWN", "REJECTD"]
-DOC = {
-    "apiKey": None,
-    "clientId": None,
-    "messageId": "a2e87214-d18c-4a2e-b7f4-802c4465a9b9",
-    "status": "DELIVRD",
-    "errorCode": 0,
-    "countryCode": None,
-    "mobile": "919999999999",
-    "submitDate": "2023-11-02 13:59:18",
-    "doneDate": "2023-11-02 13:59:22",
-}
+DOC = DOCUMENTED_REPORT
 
 # -- strategies --------------------------------------------------------------------------------------------
 # Integers stay within PostgreSQL's int4 and dates within years 1900-2200: larger ones are pinned by the

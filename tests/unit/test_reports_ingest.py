@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPORT_T0, report, report_time
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import OperationalError
 
@@ -17,7 +17,7 @@ from airflow_provider_messagecentral.reports import tables as t
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import INGEST_ATTEMPTS, ReportStore, make_campaign_key
 
-T0 = datetime(2023, 11, 2, 13, 59, 0)
+T0 = REPORT_T0
 
 
 @pytest.fixture(
@@ -42,14 +42,8 @@ def pg_store(pg_url: str) -> Iterator[ReportStore]:
     s.dispose()
 
 
-def rep(message_id: str, status: str, mobile: str | None = "919816111111", **fields: Any) -> DeliveryReport:
-    payload: dict[str, Any] = {"messageId": message_id, "status": status, "mobile": mobile, "errorCode": 0}
-    payload.update(fields)
-    return DeliveryReport.model_validate(payload)
-
-
-def at(minutes: float) -> str:
-    return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
+rep = report
+at = report_time
 
 
 class _Deadlock(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from helpers import DOCUMENTED_REPORT
 from pydantic import ValidationError
 
 from airflow_provider_messagecentral.reports.models import (
@@ -15,17 +16,7 @@ from airflow_provider_messagecentral.reports.models import (
     normalize_mobile,
 )
 
-DOCUMENTED = {
-    "apiKey": None,
-    "clientId": None,
-    "messageId": "a2e87214-d18c-4a2e-b7f4-802c4465a9b9",
-    "status": "DELIVRD",
-    "errorCode": 0,
-    "countryCode": None,
-    "mobile": "919999999999",
-    "submitDate": "2023-11-02 13:59:18",
-    "doneDate": "2023-11-02 13:59:22",
-}
+DOCUMENTED = DOCUMENTED_REPORT
 
 
 def test_documented_payload_parses() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import REPORT_T0, report, report_time
 
 from airflow_provider_messagecentral.reports import tables
-from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import (
     ReportStore,
     default_store_url,
@@ -19,7 +18,7 @@ from airflow_provider_messagecentral.reports.store import (
     resolve_store_url,
 )
 
-T0 = datetime(2023, 11, 2, 13, 59, 0)
+T0 = REPORT_T0
 
 
 @pytest.fixture(
@@ -44,14 +43,8 @@ def store(store_url: str) -> Iterator[ReportStore]:
 # --------------------------------------------------------------------------- helpers
 
 
-def rep(message_id: str, status: str, mobile: str | None = "919816111111", **fields: Any) -> DeliveryReport:
-    payload: dict[str, Any] = {"messageId": message_id, "status": status, "mobile": mobile, "errorCode": 0}
-    payload.update(fields)
-    return DeliveryReport.model_validate(payload)
-
-
-def at(minutes: float) -> str:
-    return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
+rep = report
+at = report_time
 
 
 def campaign(store: ReportStore, task_id: str = "send", kind: str = "bulk") -> str:
