@@ -37,7 +37,7 @@ def mixed_formats(numbers: list[str], duplicate_every: int = 50) -> list[str]:
 
 def client_work(hook: object, raw: list[str]) -> int:
     """What ``send_bulk`` does before its first request: normalise, chunk, format. Returns chunk count."""
-    from airflow_provider_messagecentral.phone import chunked, format_phone_numbers
+    from airflow_provider_messagecentral.audience.phone import chunked, format_phone_numbers
 
     numbers = hook.normalize(raw, "91")  # type: ignore[attr-defined]
     chunks = 0
@@ -91,8 +91,8 @@ def raw_bulk(url: str, token: str, chunks: list[str]) -> float:
 
 
 def run(quick: bool, repeats: int) -> list[Figure]:
+    from airflow_provider_messagecentral.audience.phone import chunked, format_phone_numbers
     from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
-    from airflow_provider_messagecentral.phone import chunked, format_phone_numbers
 
     largest = 5_000 if quick else 100_000
     sizes = [1_000, largest] if quick else [1_000, 10_000, 100_000]

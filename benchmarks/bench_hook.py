@@ -81,7 +81,7 @@ def use_connection(url: str) -> None:
 
 def national_numbers(count: int, seed_prefix: str = "98") -> list[str]:
     """``count`` distinct valid Indian mobile numbers (national form), deterministic."""
-    from airflow_provider_messagecentral.phone import parse_number
+    from airflow_provider_messagecentral.audience.phone import parse_number
 
     out: list[str] = []
     i = 0
@@ -189,7 +189,7 @@ def profile_hook(numbers: list[str], top: int = 25) -> str:
 
 
 def run(quick: bool, repeats: int) -> list[Figure]:
-    from airflow_provider_messagecentral.tokens import TOKEN_CACHE
+    from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE
 
     sends = 200 if quick else 5_000
     numbers = national_numbers(sends)

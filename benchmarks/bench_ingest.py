@@ -100,8 +100,8 @@ def verify_store(url: str, key: str, expected: dict[str, str], posts: int) -> di
     """Count what the store holds for this run: lost messages, wrong statuses, raw bodies, matched recipients."""
     from sqlalchemy import func, select
 
-    from airflow_provider_messagecentral.reports import tables as t
     from airflow_provider_messagecentral.reports.store import ReportStore
+    from airflow_provider_messagecentral.reports.store import tables as t
 
     store = ReportStore(url, migrate=False)
     try:

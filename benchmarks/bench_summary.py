@@ -31,7 +31,7 @@ def _ts(value: datetime) -> str:
 
 
 def store_path(reports: int, campaign: int) -> Path:
-    from airflow_provider_messagecentral.reports.tables import LATEST_VERSION
+    from airflow_provider_messagecentral.reports.store.tables import LATEST_VERSION
 
     return OUT_DIR / f"summary-s{LATEST_VERSION}-g{GENERATOR_VERSION}-{reports}-{campaign}.db"
 

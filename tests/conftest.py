@@ -93,7 +93,7 @@ def mc_conn(sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """
     import json
 
-    from airflow_provider_messagecentral.tokens import TOKEN_CACHE
+    from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE
 
     TOKEN_CACHE.clear()
     reports_url = f"sqlite:///{tmp_path / 'reports.db'}"

@@ -19,6 +19,23 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 
+from airflow_provider_messagecentral.audience.phone import (
+    PhoneNumber,
+    chunked,
+    format_phone_numbers,
+    normalize_numbers,
+    parse_number,
+)
+from airflow_provider_messagecentral.campaign.progress import ChunkProgress
+from airflow_provider_messagecentral.client.ratelimit import RateLimiter
+from airflow_provider_messagecentral.client.retries import (
+    RETRYABLE_STATUS,
+    call_with_retries,
+    parse_retry_after,
+    transport_error,
+)
+from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_TYPES, MessageCentralSettings
+from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE, TokenCache, jwt_expiry
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralAuthError,
     MessageCentralBulkError,
@@ -26,23 +43,6 @@ from airflow_provider_messagecentral.exceptions import (
     MessageCentralRetryableError,
     MessageCentralValidationError,
 )
-from airflow_provider_messagecentral.phone import (
-    PhoneNumber,
-    chunked,
-    format_phone_numbers,
-    normalize_numbers,
-    parse_number,
-)
-from airflow_provider_messagecentral.progress import ChunkProgress
-from airflow_provider_messagecentral.ratelimit import RateLimiter
-from airflow_provider_messagecentral.retries import (
-    RETRYABLE_STATUS,
-    call_with_retries,
-    parse_retry_after,
-    transport_error,
-)
-from airflow_provider_messagecentral.settings import FLOW_TYPES, MESSAGE_TYPES, MessageCentralSettings
-from airflow_provider_messagecentral.tokens import TOKEN_CACHE, TokenCache, jwt_expiry
 
 TOKEN_PATH = "/auth/v1/authentication/token"  # noqa: S105 - a URL path, not a password
 SEND_PATH = "/verification/v3/send"
@@ -371,7 +371,7 @@ class MessageCentralHook(BaseHook):
         Upload an .xlsx workbook (path or bytes) for per-recipient texts; ``##varN##`` placeholders in
         ``message`` are filled from the workbook's columns by MessageCentral.
 
-        Validate the workbook first (``airflow_provider_messagecentral.workbook.check_workbook``); this
+        Validate the workbook first (``airflow_provider_messagecentral.audience.workbook.check_workbook``); this
         method only checks that the content is a zip-based .xlsx of at most 50 MiB.
         """
         country = str(options.pop("country_code", None) or self.settings.country)

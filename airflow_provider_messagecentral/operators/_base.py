@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.campaign.ledger import SendLedger, UnitResult, check_on_uncertain
+from airflow_provider_messagecentral.campaign.progress import ChunkProgress
+from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_TYPES
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralBulkError,
     MessageCentralError,
@@ -22,10 +26,7 @@ from airflow_provider_messagecentral.hooks.messagecentral import (
     check_dlt_ids,
     check_message,
 )
-from airflow_provider_messagecentral.ledger import SendLedger, UnitResult, check_on_uncertain
-from airflow_provider_messagecentral.links import MessageCentralDeliveryReportLink
-from airflow_provider_messagecentral.phone import PhoneNumber
-from airflow_provider_messagecentral.progress import ChunkProgress
+from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key, resolve_store_url
 from airflow_provider_messagecentral.safety import send_window as windows
 from airflow_provider_messagecentral.safety.cost import (
@@ -37,7 +38,6 @@ from airflow_provider_messagecentral.safety.cost import (
 )
 from airflow_provider_messagecentral.safety.preview import dry_run_reason, log_preview, preview, sample
 from airflow_provider_messagecentral.safety.suppression import SuppressionList, load_suppression
-from airflow_provider_messagecentral.settings import FLOW_TYPES, MESSAGE_TYPES
 from airflow_provider_messagecentral.triggers.send_window import SendWindowTrigger
 
 if TYPE_CHECKING:

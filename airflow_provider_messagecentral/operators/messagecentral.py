@@ -4,7 +4,7 @@ Send operators: one number, the same text to many numbers, and per-recipient tex
 The operators are thin: they validate their arguments (at ``__init__`` where the values are not templated,
 else at ``execute``; always before any HTTP request), load the audience, and call
 :class:`~airflow_provider_messagecentral.hooks.messagecentral.MessageCentralHook`. Every send unit goes
-through the send ledger (:mod:`airflow_provider_messagecentral.ledger`), so a retried task never texts a
+through the send ledger (:mod:`airflow_provider_messagecentral.campaign.ledger`), so a retried task never texts a
 recipient twice. Each returns a small JSON-able summary as its XCom::
 
     {"campaign": "mc-...", "recipients": 1200, "accepted": 1200, "skipped": 0, "invalid": 3,
@@ -30,34 +30,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_messagecentral.audience import (
+from airflow_provider_messagecentral.audience.phone import PhoneNumber, chunked, parse_number
+from airflow_provider_messagecentral.audience.sources import (
     dataframe_rows,
     load_numbers,
     normalize_audience,
     sql_rows,
 )
-from airflow_provider_messagecentral.exceptions import (
-    MessageCentralValidationError,
-)
-from airflow_provider_messagecentral.hooks.messagecentral import (
-    DEFAULT_CHUNK_SIZE,
-    MessageCentralHook,
-)
-from airflow_provider_messagecentral.ledger import unit_key
-from airflow_provider_messagecentral.operators._base import (
-    ON_INVALID,
-    _is_templated,
-    _MessageCentralSendOperator,
-    _Plan,
-    _Unit,
-)
-from airflow_provider_messagecentral.phone import PhoneNumber, chunked, parse_number
-from airflow_provider_messagecentral.safety.cost import (
-    SegmentTally,
-)
-from airflow_provider_messagecentral.safety.preview import SAMPLES
-from airflow_provider_messagecentral.safety.suppression import SuppressionList
-from airflow_provider_messagecentral.workbook import (
+from airflow_provider_messagecentral.audience.workbook import (
     WorkbookPart,
     build_workbooks,
     check_workbook,
@@ -65,7 +45,27 @@ from airflow_provider_messagecentral.workbook import (
     placeholders,
     render,
 )
-from airflow_provider_messagecentral.workbook_build import _PartWriter
+from airflow_provider_messagecentral.audience.workbook_build import _PartWriter
+from airflow_provider_messagecentral.campaign.ledger import unit_key
+from airflow_provider_messagecentral.exceptions import (
+    MessageCentralValidationError,
+)
+from airflow_provider_messagecentral.hooks.messagecentral import (
+    DEFAULT_CHUNK_SIZE,
+    MessageCentralHook,
+)
+from airflow_provider_messagecentral.operators._base import (
+    ON_INVALID,
+    _is_templated,
+    _MessageCentralSendOperator,
+    _Plan,
+    _Unit,
+)
+from airflow_provider_messagecentral.safety.cost import (
+    SegmentTally,
+)
+from airflow_provider_messagecentral.safety.preview import SAMPLES
+from airflow_provider_messagecentral.safety.suppression import SuppressionList
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 def _suppression(args: argparse.Namespace, store_url: str) -> int:
     from pathlib import Path
 
-    from airflow_provider_messagecentral.audience import read_number_file
+    from airflow_provider_messagecentral.audience.sources import read_number_file
     from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
     from airflow_provider_messagecentral.safety import suppression
 

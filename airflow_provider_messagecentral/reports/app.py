@@ -24,10 +24,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airflow_provider_messagecentral.client.store_url import default_store_url, normalize_store_url
 from airflow_provider_messagecentral.reports.dashboard import dashboard_router
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import ReportStore, get_store
-from airflow_provider_messagecentral.reports.urls import default_store_url, normalize_store_url
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def create_app(
     Build the receiver app. Cheap: the store is opened on the first request.
 
     :param store_url: SQLAlchemy URL of the report store; default ``$MESSAGECENTRAL_REPORTS_URL``, else
-        :func:`~airflow_provider_messagecentral.reports.urls.default_store_url`.
+        :func:`~airflow_provider_messagecentral.client.store_url.default_store_url`.
     :param secret: the callback secret (path segment or ``X-Callback-Secret`` header; ``Bearer`` token of
         the read endpoints); default ``$MESSAGECENTRAL_CALLBACK_SECRET``. Required unless
         ``allow_unconfigured``, in which case callbacks answer 503 "receiver not configured".

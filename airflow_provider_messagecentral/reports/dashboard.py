@@ -30,9 +30,9 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from airflow_provider_messagecentral.reports import tables as t
 from airflow_provider_messagecentral.reports.models import DELIVERED, FAILED_STATUSES
 from airflow_provider_messagecentral.reports.store import ReportStore
+from airflow_provider_messagecentral.reports.store import tables as t
 
 __all__ = [
     "FUNNEL_STAGES",

@@ -1,7 +1,7 @@
 """
 Segments and cost of a campaign: the ``max_segments``, ``price_per_segment`` and ``max_cost`` guards.
 
-Each message is analysed after placeholders are filled (:func:`airflow_provider_messagecentral.segments.analyse`:
+Each message is analysed after placeholders are filled (:func:`airflow_provider_messagecentral.safety.segments.analyse`:
 GSM-7 with its extension table, else UCS-2; 160/153 and 70/67 per segment). SMS and SAUTH flows are billed
 per segment; a WhatsApp or RCS message counts as one unit whatever its length, and ``max_segments`` does not
 apply to it.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, analyse
+from airflow_provider_messagecentral.safety.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, analyse
 
 DEFAULT_MAX_SEGMENTS = 6
 SEGMENTED_FLOWS = ("SMS", "SAUTH")

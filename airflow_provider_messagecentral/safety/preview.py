@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_messagecentral.safety.cost import SegmentTally
-from airflow_provider_messagecentral.segments import analyse
+from airflow_provider_messagecentral.safety.segments import analyse
 
 DRY_RUN_PARAM = "messagecentral_dry_run"
 DRY_RUN_VARIABLE = "messagecentral_dry_run"

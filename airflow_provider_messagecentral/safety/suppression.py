@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_messagecentral.audience import NUMBER_HEADER_WORDS, read_number_file, sql_rows
+from airflow_provider_messagecentral.audience.phone import PhoneNumber, parse_number
+from airflow_provider_messagecentral.audience.sources import NUMBER_HEADER_WORDS, read_number_file, sql_rows
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.phone import PhoneNumber, parse_number
 from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 
 log = logging.getLogger(__name__)

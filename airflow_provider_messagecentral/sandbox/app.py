@@ -32,7 +32,7 @@ from airflow_provider_messagecentral.sandbox.validation import (
     check_common,
     single_recipient,
 )
-from airflow_provider_messagecentral.sandbox.workbook import check_xlsx, file_recipients
+from airflow_provider_messagecentral.sandbox.xlsx import check_xlsx, file_recipients
 
 _QUERY_ONLY = (
     "countryCode",

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_messagecentral.sandbox.auth import TokenError, issue_token, verify_token
 from airflow_provider_messagecentral.sandbox.callbacks import CallbackDispatcher
 from airflow_provider_messagecentral.sandbox.config import (
     STATUS_ERROR_CODES,
@@ -22,7 +23,6 @@ from airflow_provider_messagecentral.sandbox.config import (
     check_fraction,
     parse_status_mix,
 )
-from airflow_provider_messagecentral.sandbox.tokens import TokenError, issue_token, verify_token
 from airflow_provider_messagecentral.sandbox.validation import Recipient, SendRejected
 
 #: Business errors ``fail_on_send`` can inject: code -> (top-level message, errorMessage).

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
-from airflow_provider_messagecentral.links import MessageCentralDeliveryReportLink
+from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.triggers.messagecentral import (
     MessageCentralDeliveryTrigger,
     evaluate_delivery,

@@ -243,7 +243,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
 
     async def _store_url(self) -> str:
         """Resolve the store URL from the connection without blocking the event loop."""
-        from airflow_provider_messagecentral.settings import MessageCentralSettings
+        from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 
         conn = await MessageCentralHook.aget_connection(self.messagecentral_conn_id)
         extra = await conn.aextra_dejson()

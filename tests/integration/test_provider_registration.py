@@ -75,7 +75,7 @@ def test_connections_test_cli_against_the_sandbox(sandbox, airflow_db: Path) -> 
 def test_airflow_lists_the_extra_link_and_triggers(airflow_home: Path) -> None:
     links = airflow_cli("providers", "links", "-o", "json")
     assert links.returncode == 0, links.stderr[-2000:]
-    assert "airflow_provider_messagecentral.links.MessageCentralDeliveryReportLink" in links.stdout
+    assert "airflow_provider_messagecentral.links.messagecentral.MessageCentralDeliveryReportLink" in links.stdout
     triggers = airflow_cli("providers", "triggers", "-o", "json")
     assert triggers.returncode == 0, triggers.stderr[-2000:]
     assert "MessageCentralDeliveryTrigger" in triggers.stdout or "triggers.messagecentral" in triggers.stdout

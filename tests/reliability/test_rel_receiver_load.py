@@ -300,7 +300,7 @@ def test_campaign_summary_under_load_counts_every_recipient_final(load_run: Load
 def _statuses(store: ReportStore) -> dict[str, str]:
     from sqlalchemy import select
 
-    from airflow_provider_messagecentral.reports import tables as t
+    from airflow_provider_messagecentral.reports.store import tables as t
 
     with store.engine.connect() as conn:
         return dict(conn.execute(select(t.reports.c.message_id, t.reports.c.status)).all())  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import pytest
 from helpers import free_port, wait_until
 from rel_support import LeakScanner, kill, task_context
 
+from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE
 from airflow_provider_messagecentral.exceptions import MessageCentralError
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.operators.messagecentral import (
@@ -32,7 +33,6 @@ from airflow_provider_messagecentral.operators.messagecentral import (
 from airflow_provider_messagecentral.reports.server import ReceiverServer
 from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.sandbox import SandboxConfig, SandboxServer
-from airflow_provider_messagecentral.tokens import TOKEN_CACHE
 
 pytestmark = pytest.mark.reliability
 

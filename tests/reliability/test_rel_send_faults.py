@@ -71,7 +71,7 @@ def faults(sandbox: Any) -> Iterator[Any]:
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Every wait the hook's retry loop makes, in seconds (it still really waits)."""
-    import airflow_provider_messagecentral.retries as retries
+    import airflow_provider_messagecentral.client.retries as retries
 
     seen: list[float] = []
 

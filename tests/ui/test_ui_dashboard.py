@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from helpers import sandbox_connection, wait_until
 
-from airflow_provider_messagecentral.links import MessageCentralDeliveryReportLink
+from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.reports.store import ReportStore, make_campaign_key
 from airflow_provider_messagecentral.sandbox import SandboxConfig, SandboxServer
 
@@ -34,8 +34,8 @@ def campaign(api_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     campaign in the api-server's store as the send operators do (pending, send, accepted); wait until every
     recipient has a report.
     """
+    from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE
     from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
-    from airflow_provider_messagecentral.tokens import TOKEN_CACHE
 
     config = SandboxConfig(
         callback_url=f"{api_server.url}/messagecentral/callback/{api_server.secret}",

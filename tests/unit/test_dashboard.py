@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from airflow_provider_messagecentral.links import MessageCentralDeliveryReportLink
+from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.reports.dashboard import dashboard_router, delivery_curve
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import ReportStore, make_campaign_key

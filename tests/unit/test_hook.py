@@ -12,6 +12,7 @@ import pytest
 import requests
 from fake_http import FakeMessageCentral, ok_send, status
 
+from airflow_provider_messagecentral.client.tokens import TokenCache, jwt_expiry
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralAuthError,
     MessageCentralBulkError,
@@ -21,7 +22,6 @@ from airflow_provider_messagecentral.exceptions import (
     MessageCentralValidationError,
 )
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
-from airflow_provider_messagecentral.tokens import TokenCache, jwt_expiry
 
 PASSWORD = "S3cret-pass!"
 KEY = base64.b64encode(PASSWORD.encode()).decode()
@@ -37,7 +37,7 @@ def make_jwt(exp: int) -> str:
 @pytest.fixture
 def sleeps(mocker: Any) -> list[float]:
     waited: list[float] = []
-    mocker.patch("airflow_provider_messagecentral.retries.time.sleep", side_effect=waited.append)
+    mocker.patch("airflow_provider_messagecentral.client.retries.time.sleep", side_effect=waited.append)
     return waited
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_messagecentral.campaign.ledger import SendLedger, unit_key
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralError,
     MessageCentralUncertainError,
     MessageCentralValidationError,
 )
-from airflow_provider_messagecentral.ledger import SendLedger, unit_key
 from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key
 
 MOBILES = ["919816100001", "919816100002"]

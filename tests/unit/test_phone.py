@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_messagecentral.phone import (
+from airflow_provider_messagecentral.audience.phone import (
     PhoneNumber,
     _fast_parse,
     chunked,

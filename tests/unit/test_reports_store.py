@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import REPORT_T0, report, report_time
 
-from airflow_provider_messagecentral.reports import tables
 from airflow_provider_messagecentral.reports.store import (
     ReportStore,
     default_store_url,
     get_store,
     make_campaign_key,
     resolve_store_url,
+    tables,
 )
 
 T0 = REPORT_T0

@@ -7,6 +7,7 @@ import asyncio
 import pendulum
 import pytest
 
+from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.safety import send_window
 from airflow_provider_messagecentral.safety.send_window import (
@@ -16,7 +17,6 @@ from airflow_provider_messagecentral.safety.send_window import (
     resolve_send_window,
     window_decision,
 )
-from airflow_provider_messagecentral.settings import MessageCentralSettings
 from airflow_provider_messagecentral.triggers.send_window import SendWindowTrigger
 
 IST = "Asia/Kolkata"

@@ -9,11 +9,11 @@ import json
 import openpyxl
 import pytest
 
+from airflow_provider_messagecentral.sandbox.auth import TokenError, issue_token, verify_token
 from airflow_provider_messagecentral.sandbox.config import SandboxConfig, parse_status_mix, redact_url
 from airflow_provider_messagecentral.sandbox.state import SandboxState
-from airflow_provider_messagecentral.sandbox.tokens import TokenError, issue_token, verify_token
 from airflow_provider_messagecentral.sandbox.validation import SendRejected, bulk_recipients, number_problem
-from airflow_provider_messagecentral.sandbox.workbook import check_xlsx, file_recipients, split_number
+from airflow_provider_messagecentral.sandbox.xlsx import check_xlsx, file_recipients, split_number
 
 
 def _workbook(rows: list[list[object]]) -> bytes:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_messagecentral.segments import (
+from airflow_provider_messagecentral.safety.segments import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     SegmentInfo,

@@ -9,8 +9,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.workbook import (
+from airflow_provider_messagecentral.audience.workbook import (
     PLACEHOLDER_RE,
     build_workbooks,
     cell_text,
@@ -20,6 +19,7 @@ from airflow_provider_messagecentral.workbook import (
     placeholders,
     render,
 )
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
 MESSAGE = "Hello ##var1##, your balance is ##var2## on ##var3##"
 
@@ -310,7 +310,7 @@ def test_check_zip_bomb_is_refused_before_parsing(tmp_path, mocker):
             for _ in range(20):
                 member.write(chunk)
     assert path.stat().st_size < 100_000
-    parse = mocker.patch("airflow_provider_messagecentral.workbook_check.CalamineWorkbook")
+    parse = mocker.patch("airflow_provider_messagecentral.audience.workbook_check.CalamineWorkbook")
     with pytest.raises(MessageCentralValidationError, match=r"sheet1\.xml' expands \d+x.*zip bomb"):
         check_workbook(path, "##var1##")
     with pytest.raises(MessageCentralValidationError, match=r"declares 20 MB uncompressed.*zip bomb"):

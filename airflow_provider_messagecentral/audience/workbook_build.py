@@ -20,8 +20,8 @@ from typing import Any
 
 import xlsxwriter
 
+from airflow_provider_messagecentral.audience.phone import PhoneNumber, parse_number
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.phone import PhoneNumber, parse_number
 
 PLACEHOLDER_RE = re.compile(r"##([A-Za-z0-9_]+)##")
 EXCEL_MAX_ROWS = 1_048_576

@@ -7,7 +7,7 @@ The code lives in :mod:`.workbook_build` (placeholders, :func:`render`, :func:`b
 
 from __future__ import annotations
 
-from airflow_provider_messagecentral.workbook_build import (
+from airflow_provider_messagecentral.audience.workbook_build import (
     PLACEHOLDER_RE,
     BuiltWorkbooks,
     InvalidCell,
@@ -17,7 +17,7 @@ from airflow_provider_messagecentral.workbook_build import (
     placeholders,
     render,
 )
-from airflow_provider_messagecentral.workbook_check import (
+from airflow_provider_messagecentral.audience.workbook_check import (
     WorkbookCheck,
     check_workbook,
     column_letter,

@@ -60,7 +60,12 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import DateTime
 
-from airflow_provider_messagecentral.reports import tables as t
+from airflow_provider_messagecentral.client.store_url import (
+    default_store_url,
+    mask_url,
+    normalize_store_url,
+    resolve_store_url,
+)
 from airflow_provider_messagecentral.reports.models import (
     DELIVERED,
     FAILED_STATUSES,
@@ -69,12 +74,7 @@ from airflow_provider_messagecentral.reports.models import (
     IngestResult,
     normalize_mobile,
 )
-from airflow_provider_messagecentral.reports.urls import (
-    default_store_url,
-    mask_url,
-    normalize_store_url,
-    resolve_store_url,
-)
+from airflow_provider_messagecentral.reports.store import tables as t
 
 __all__ = [
     "LedgerUnit",

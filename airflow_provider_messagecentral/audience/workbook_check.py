@@ -16,8 +16,7 @@ from typing import Any
 
 from python_calamine import CalamineWorkbook
 
-from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.workbook_build import (
+from airflow_provider_messagecentral.audience.workbook_build import (
     ERRORS_SHOWN,
     InvalidCell,
     cell_text,
@@ -25,6 +24,7 @@ from airflow_provider_messagecentral.workbook_build import (
     number_problem,
     placeholders,
 )
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
 MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 100

@@ -1,7 +1,7 @@
 """
 Audiences of the send operators: phone numbers from a list, an XCom, a CSV or a text file; rows for workbooks.
 
-Numbers are normalised with :func:`airflow_provider_messagecentral.phone.normalize_numbers` (E.164 with a
+Numbers are normalised with :func:`airflow_provider_messagecentral.audience.phone.normalize_numbers` (E.164 with a
 default country), de-duplicated, and invalid ones are reported with their position (and, for files, the
 line they came from).
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_messagecentral.audience.phone import InvalidNumber, PhoneNumber, normalize_numbers
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.phone import InvalidNumber, PhoneNumber, normalize_numbers
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Who receives what: phone numbers (the one normaliser), audience sources, workbooks built and checked."""
