@@ -78,7 +78,8 @@ def make_reports(
 
 def prepare_store(url: str, run_id: str, mobiles: list[str]) -> str:
     """Create the schema and a bulk campaign whose recipients the reports match; returns its key."""
-    from airflow_provider_messagecentral.reports.store import ReportStore, make_campaign_key
+    from airflow_provider_messagecentral.campaign.keys import make_campaign_key
+    from airflow_provider_messagecentral.reports.store import ReportStore
 
     store = ReportStore(url)
     key = make_campaign_key("bench_ingest", run_id, "send")

@@ -21,9 +21,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.dashboard import dashboard_router
 from airflow_provider_messagecentral.reports.models import DeliveryReport
-from airflow_provider_messagecentral.reports.store import ReportStore, make_campaign_key
+from airflow_provider_messagecentral.reports.store import ReportStore
 
 STATUSES = (("DELIVRD", 0, 0.9), ("UNDELIV", 1, 0.04), ("EXPIRED", 2, 0.03), ("REJECTD", 3, 0.01), ("UNKNOWN", 0, 0.02))
 

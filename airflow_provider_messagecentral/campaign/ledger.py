@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from airflow_provider_messagecentral.campaign.keys import campaign_key_of
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralError,
     MessageCentralUncertainError,
     MessageCentralValidationError,
 )
-from airflow_provider_messagecentral.reports.store import LedgerUnit, ReportStore, get_store, make_campaign_key
+from airflow_provider_messagecentral.reports.store import LedgerUnit, ReportStore, get_store
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class SendLedger:
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else int(map_index)
-        key = make_campaign_key(ti.dag_id, ti.run_id, ti.task_id, map_index)
+        key = campaign_key_of(ti)
         store = get_store(store_url)
         store.ensure_campaign(
             key, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=map_index, kind=kind

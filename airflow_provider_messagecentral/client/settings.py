@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_messagecentral.client.store_url import resolve_store_url
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.safety.send_window import SendWindow, parse_send_window
 
@@ -64,6 +65,15 @@ class MessageCentralSettings:
     price_per_segment: float | None = None
     max_cost: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def store_url(self) -> str:
+        """
+        The SQLAlchemy URL of the report store this connection names: its ``reports_url`` extra, else the
+        Airflow connection ``reports_conn_id``, else SQLite under ``$AIRFLOW_HOME``. Looking up
+        ``reports_conn_id`` is a blocking call (run it in a thread from async code).
+        """
+        return resolve_store_url(self.reports_url, self.reports_conn_id)
 
     @classmethod
     def from_connection(cls, conn: Any) -> MessageCentralSettings:

@@ -22,19 +22,19 @@ from requests.adapters import HTTPAdapter
 from airflow_provider_messagecentral.audience.phone import (
     PhoneNumber,
     chunked,
-    format_phone_numbers,
     normalize_numbers,
     parse_number,
 )
 from airflow_provider_messagecentral.campaign.progress import ChunkProgress
 from airflow_provider_messagecentral.client.ratelimit import RateLimiter
+from airflow_provider_messagecentral.client.request import SendRequest, build_send_request
 from airflow_provider_messagecentral.client.retries import (
     RETRYABLE_STATUS,
     call_with_retries,
     parse_retry_after,
     transport_error,
 )
-from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_TYPES, MessageCentralSettings
+from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE, TokenCache, jwt_expiry
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralAuthError,
@@ -49,9 +49,6 @@ SEND_PATH = "/verification/v3/send"
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEFAULT_CHUNK_SIZE = 500
 MAX_WORKBOOK_BYTES = 50 * 1024 * 1024
-#: Longest text accepted per flow type (characters). SMS: 10 concatenated GSM-7 segments of 153.
-MAX_MESSAGE_CHARS = {"SMS": 1530, "SAUTH": 1530, "RCS": 3072, "WHATSAPP": 4096}
-SEND_OPTIONS = frozenset({"country_code", "flow_type", "message_type", "sender_id", "template_id", "entity_id"})
 
 log = logging.getLogger(__name__)
 
@@ -277,33 +274,45 @@ class MessageCentralHook(BaseHook):
             describe=f"MessageCentral {what}",
         )
 
-    def _send_params(self, message: str, options: dict[str, Any]) -> dict[str, str]:
-        unknown = set(options) - SEND_OPTIONS
-        if unknown:
-            raise MessageCentralValidationError(
-                f"unknown send option(s) {sorted(unknown)}; allowed: {sorted(SEND_OPTIONS)}"
-            )
-        s = self.settings
-        flow_type = str(options.get("flow_type") or s.flow_type).upper()
-        message_type = str(options.get("message_type") or s.message_type).upper()
-        if flow_type not in FLOW_TYPES:
-            raise MessageCentralValidationError(f"flow_type must be one of {FLOW_TYPES}, got {flow_type!r}")
-        if message_type not in MESSAGE_TYPES:
-            raise MessageCentralValidationError(f"message_type must be one of {MESSAGE_TYPES}, got {message_type!r}")
-        check_message(message, flow_type)
-        template_id, entity_id = options.get("template_id"), options.get("entity_id")
-        check_dlt_ids(template_id, entity_id)
-        params = {"flowType": flow_type, "type": "SMS", "messageType": message_type, "message": message}
-        sender_id = options.get("sender_id") or s.sender_id
-        if sender_id:
-            params["senderId"] = str(sender_id)
-        if template_id:
-            params["templateId"], params["entityId"] = str(template_id), str(entity_id)
-        if s.customer_id:
-            params["customerId"] = s.customer_id
-        return params
-
     # -- sends ------------------------------------------------------------------------------------------
+
+    def prepare_send(self, message: str, **options: Any) -> SendRequest:
+        """
+        Validate ``message`` and the send options against the connection (no HTTP): the request to send.
+
+        :param options: country_code, flow_type, message_type, sender_id, template_id, entity_id; ``None``
+            or empty means the connection's default.
+        """
+        return build_send_request(self.settings, message, options)
+
+    def send_to(self, number: PhoneNumber, request: SendRequest) -> dict[str, Any]:
+        """Send a prepared request to one (already parsed) number; the ``data`` part of the answer."""
+        return self._send(request.to_number(number), what=f"send to +{number.msisdn}")
+
+    def send_chunk(self, chunk: Sequence[PhoneNumber], request: SendRequest) -> dict[str, Any]:
+        """One bulk request of a prepared request to numbers of one country code."""
+        return self._send(request.to_chunk(chunk), what=f"bulk send of {len(chunk)} numbers")
+
+    def send_workbook(
+        self,
+        workbook: str | os.PathLike[str] | bytes,
+        request: SendRequest,
+        *,
+        filename: str | None = None,
+        country_code: str | None = None,
+    ) -> dict[str, Any]:
+        """
+        Upload an .xlsx workbook (path or bytes) with a prepared request; ``##varN##`` placeholders in its
+        message are filled from the workbook's columns by MessageCentral.
+
+        Validate the workbook first (``airflow_provider_messagecentral.audience.workbook.check_workbook``); this
+        method only checks that the content is a zip-based .xlsx of at most 50 MiB.
+
+        :param country_code: dialling code of the workbook's national numbers (default the request's).
+        """
+        content, name = _workbook_upload(workbook, filename)
+        files = {"file": (name, content, XLSX_MIME)}
+        return self._send(request.to_workbook(country_code), what=f"file send of {name!r}", files=files)
 
     def send_message(self, mobile_number: str | int | PhoneNumber, message: str, **options: Any) -> dict[str, Any]:
         """
@@ -313,11 +322,8 @@ class MessageCentralHook(BaseHook):
             country) or an international one (``+91...``).
         :param options: country_code, flow_type, message_type, sender_id, template_id, entity_id.
         """
-        country = str(options.pop("country_code", None) or self.settings.country)
-        params = self._send_params(message, options)
-        number = self._number(mobile_number, country)
-        params.update(countryCode=number.country_code, mobileNumber=number.national)
-        return self._send(params, what=f"send to +{number.msisdn}")
+        request = self.prepare_send(message, **options)
+        return self.send_to(self._number(mobile_number, request.country), request)
 
     def send_bulk(
         self,
@@ -333,31 +339,19 @@ class MessageCentralHook(BaseHook):
         answer's ``data`` plus ``chunk`` (1-based) and ``recipients`` (msisdn of the chunk). If a chunk fails
         for good, :class:`MessageCentralBulkError` says which chunks were and were not sent.
         """
-        country = str(options.pop("country_code", None) or self.settings.country)
-        params = self._send_params(message, options)
-        numbers = self.normalize(phone_numbers, country)
+        request = self.prepare_send(message, **options)
+        numbers = self.normalize(phone_numbers, request.country)
         chunks = list(chunked(numbers, chunk_size))
         progress = ChunkProgress(len(chunks), len(numbers), log, what="bulk send")
         results: list[dict[str, Any]] = []
         for index, chunk in enumerate(chunks, start=1):
             try:
-                data = self.send_chunk(chunk, params)
+                data = self.send_chunk(chunk, request)
             except MessageCentralError as err:
                 raise MessageCentralBulkError.after(err, accepted=results, chunk=index, chunks=len(chunks)) from err
             results.append({**data, "chunk": index, "recipients": [n.msisdn for n in chunk]})
             progress.chunk_done(len(chunk))
         return results
-
-    def send_chunk(self, chunk: Sequence[PhoneNumber], params: dict[str, str]) -> dict[str, Any]:
-        """One bulk request for numbers of one country code, with ``params`` from ``_send_params``."""
-        if not chunk or len({n.country_code for n in chunk}) != 1:
-            raise MessageCentralValidationError("a bulk chunk needs at least one number, all of one country code")
-        chunk_params = {
-            **params,
-            "countryCode": chunk[0].country_code,
-            "phoneNumbers": format_phone_numbers(chunk),
-        }
-        return self._send(chunk_params, what=f"bulk send of {len(chunk)} numbers")
 
     def send_file(
         self,
@@ -368,34 +362,10 @@ class MessageCentralHook(BaseHook):
         **options: Any,
     ) -> dict[str, Any]:
         """
-        Upload an .xlsx workbook (path or bytes) for per-recipient texts; ``##varN##`` placeholders in
-        ``message`` are filled from the workbook's columns by MessageCentral.
-
-        Validate the workbook first (``airflow_provider_messagecentral.audience.workbook.check_workbook``); this
-        method only checks that the content is a zip-based .xlsx of at most 50 MiB.
+        Upload an .xlsx workbook (path or bytes) for per-recipient texts: :meth:`prepare_send` then
+        :meth:`send_workbook`.
         """
-        country = str(options.pop("country_code", None) or self.settings.country)
-        params = self._send_params(message, options)
-        if isinstance(workbook, bytes):
-            content, name = workbook, filename or "audience.xlsx"
-        else:
-            path = Path(workbook)
-            if not path.is_file():
-                raise MessageCentralValidationError(f"workbook {str(path)!r} does not exist")
-            if path.stat().st_size > MAX_WORKBOOK_BYTES:
-                raise MessageCentralValidationError(
-                    f"workbook {str(path)!r} is over {MAX_WORKBOOK_BYTES // 2**20} MiB: split the audience"
-                )
-            content, name = path.read_bytes(), filename or path.name
-        if len(content) > MAX_WORKBOOK_BYTES:
-            raise MessageCentralValidationError(f"workbook is larger than {MAX_WORKBOOK_BYTES // 2**20} MiB")
-        if not content.startswith(b"PK\x03\x04"):
-            raise MessageCentralValidationError(f"workbook {name!r} is not an .xlsx file (not a zip archive)")
-        if not name.lower().endswith(".xlsx"):
-            name = f"{name}.xlsx"
-        params["countryCode"] = str(country).lstrip("+")
-        files = {"file": (name, content, XLSX_MIME)}
-        return self._send(params, what=f"file send of {name!r}", files=files)
+        return self.send_workbook(workbook, self.prepare_send(message, **options), filename=filename)
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -446,32 +416,26 @@ class MessageCentralHook(BaseHook):
         return True, f"MessageCentral issued a token for customer {s.customer_id} at {s.base_url}{until}"
 
 
-def check_dlt_ids(template_id: object, entity_id: object) -> None:
-    """DLT registration ids (India) go together: both or neither."""
-    if bool(template_id) != bool(entity_id):
-        raise MessageCentralValidationError(
-            "template_id and entity_id go together (DLT registration): give both or neither; "
-            f"got template_id={template_id!r}, entity_id={entity_id!r}"
-        )
-
-
-def check_message(message: object, flow_type: str) -> None:
-    """Reject a message that is not text, is empty, or is longer than the flow allows."""
-    if not isinstance(message, str):
-        raise MessageCentralValidationError(f"message must be text, got {type(message).__name__}")
-    if not message.strip():
-        raise MessageCentralValidationError("message is empty")
-    limit = MAX_MESSAGE_CHARS[flow_type]
-    if len(message) > limit:
-        raise MessageCentralValidationError(
-            f"message has {len(message)} characters; {flow_type} allows at most {limit}"
-        )
-    try:
-        message.encode("utf-8")
-    except UnicodeEncodeError:
-        raise MessageCentralValidationError(
-            "message is not valid Unicode text (it holds unpaired surrogates, e.g. from mis-decoded bytes)"
-        ) from None
+def _workbook_upload(workbook: str | os.PathLike[str] | bytes, filename: str | None) -> tuple[bytes, str]:
+    """The bytes and upload name of a workbook; refused when it is missing, too large or not an .xlsx."""
+    if isinstance(workbook, bytes):
+        content, name = workbook, filename or "audience.xlsx"
+    else:
+        path = Path(workbook)
+        if not path.is_file():
+            raise MessageCentralValidationError(f"workbook {str(path)!r} does not exist")
+        if path.stat().st_size > MAX_WORKBOOK_BYTES:
+            raise MessageCentralValidationError(
+                f"workbook {str(path)!r} is over {MAX_WORKBOOK_BYTES // 2**20} MiB: split the audience"
+            )
+        content, name = path.read_bytes(), filename or path.name
+    if len(content) > MAX_WORKBOOK_BYTES:
+        raise MessageCentralValidationError(f"workbook is larger than {MAX_WORKBOOK_BYTES // 2**20} MiB")
+    if not content.startswith(b"PK\x03\x04"):
+        raise MessageCentralValidationError(f"workbook {name!r} is not an .xlsx file (not a zip archive)")
+    if not name.lower().endswith(".xlsx"):
+        name = f"{name}.xlsx"
+    return content, name
 
 
 def _body(resp: requests.Response) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
-from airflow_provider_messagecentral.reports.store import make_campaign_key
+from airflow_provider_messagecentral.campaign.keys import campaign_key_of as _task_campaign
 
 #: Where the plugin mounts the receiver (and with it the dashboard) in the api-server.
 DASHBOARD_PATH = "/messagecentral/dashboard"
@@ -34,8 +34,7 @@ def campaign_key_of(operator: Any, ti_key: Any) -> str:
         campaign = campaign.get("campaign")
     if isinstance(campaign, str) and campaign.strip() and "{{" not in campaign:
         return campaign.strip()
-    map_index = getattr(ti_key, "map_index", -1)
-    return make_campaign_key(ti_key.dag_id, ti_key.run_id, ti_key.task_id, -1 if map_index is None else map_index)
+    return _task_campaign(ti_key)
 
 
 class MessageCentralDeliveryReportLink(BaseOperatorLink):

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions._internal.templater import Templater
 
+from airflow_provider_messagecentral.client.request import check_dlt_ids
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook, check_dlt_ids
+from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 
 if TYPE_CHECKING:
     import jinja2

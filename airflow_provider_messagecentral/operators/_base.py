@@ -11,8 +11,16 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.campaign.keys import campaign_key_of
 from airflow_provider_messagecentral.campaign.ledger import SendLedger, UnitResult, check_on_uncertain
 from airflow_provider_messagecentral.campaign.progress import ChunkProgress
+from airflow_provider_messagecentral.client.request import (
+    MAX_MESSAGE_CHARS,
+    SendRequest,
+    check_choice,
+    check_dlt_ids,
+    check_message,
+)
 from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_TYPES
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralBulkError,
@@ -20,14 +28,9 @@ from airflow_provider_messagecentral.exceptions import (
     MessageCentralUncertainError,
     MessageCentralValidationError,
 )
-from airflow_provider_messagecentral.hooks.messagecentral import (
-    MAX_MESSAGE_CHARS,
-    MessageCentralHook,
-    check_dlt_ids,
-    check_message,
-)
+from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
-from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key, resolve_store_url
+from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.safety import send_window as windows
 from airflow_provider_messagecentral.safety.cost import (
     DEFAULT_MAX_SEGMENTS,
@@ -69,12 +72,6 @@ def _is_template_file(value: object, extensions: Sequence[str]) -> bool:
         and not any(ch.isspace() for ch in value)
         and "{{" not in value
     )
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value.upper() not in choices:
-        raise MessageCentralValidationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value.upper()
 
 
 @dataclass
@@ -186,9 +183,9 @@ class _MessageCentralSendOperator(BaseOperator):
             )
         flow = self.flow_type
         if flow is not None and not _is_templated(flow):
-            flow = _check_choice("flow_type", flow, FLOW_TYPES)
+            flow = check_choice("flow_type", flow, FLOW_TYPES)
         if self.message_type is not None and not _is_templated(self.message_type):
-            _check_choice("message_type", self.message_type, MESSAGE_TYPES)
+            check_choice("message_type", self.message_type, MESSAGE_TYPES)
         message = self.message
         if not _is_templated(message) and not _is_template_file(message, self.template_ext):
             if not isinstance(message, str):
@@ -220,19 +217,11 @@ class _MessageCentralSendOperator(BaseOperator):
             if v not in (None, "")
         }
 
-    def _request_params(self, hook: MessageCentralHook) -> dict[str, str]:
-        """Validate message and options against the connection (no HTTP); the request's parameters."""
+    def _request(self, hook: MessageCentralHook) -> SendRequest:
+        """Validate message and options against the connection (no HTTP): the request every unit shares."""
         if not isinstance(self.message, str):
             raise MessageCentralValidationError(f"message must be text, got {type(self.message).__name__}")
-        options = {k: v for k, v in self._options().items() if k != "country_code"}
-        return hook._send_params(self.message, options)
-
-    def _country(self, hook: MessageCentralHook) -> str:
-        code = str(self.country_code).strip().lstrip("+") if self.country_code not in (None, "") else ""
-        code = code or hook.settings.country
-        if not code.isdigit():
-            raise MessageCentralValidationError(f"country_code must be a dialling code like '91', got {code!r}")
-        return code
+        return hook.prepare_send(self.message, **self._options())
 
     # -- templates --------------------------------------------------------------------------------------
 
@@ -277,7 +266,7 @@ class _MessageCentralSendOperator(BaseOperator):
 
     def _open_ledger(self, context: Context, hook: MessageCentralHook) -> SendLedger:
         settings = hook.settings
-        url = resolve_store_url(settings.reports_url, settings.reports_conn_id)
+        url = settings.store_url
         return SendLedger.for_task(
             context,
             kind=self.campaign_kind,
@@ -293,13 +282,13 @@ class _MessageCentralSendOperator(BaseOperator):
         store = None
         if self.use_suppression_table:
             settings = hook.settings
-            store = get_store(resolve_store_url(settings.reports_url, settings.reports_conn_id))
+            store = get_store(settings.store_url)
         suppression = load_suppression(self.suppression, country, conn_id=self.suppression_conn_id, store=store)
         self.log.info("Suppression: %s", suppression.describe())
         return suppression
 
-    def _tally(self, params: Mapping[str, str]) -> SegmentTally:
-        return SegmentTally(flow_type=params.get("flowType", "SMS"), max_segments=self.max_segments)
+    def _tally(self, request: SendRequest) -> SegmentTally:
+        return SegmentTally(flow_type=request.flow_type, max_segments=self.max_segments)
 
     def _sample(self, mobile: str, text: str, tally: SegmentTally) -> dict[str, Any]:
         return sample(mobile, text, segmented=tally.segmented)
@@ -321,9 +310,7 @@ class _MessageCentralSendOperator(BaseOperator):
         decision = windows.window_decision(rule, self.on_outside_window, windows.now())
         reason = dry_run_reason(bool(self.dry_run), context)
         if reason is not None:
-            ti = context["ti"]
-            map_index = getattr(ti, "map_index", -1)
-            campaign = make_campaign_key(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
+            campaign = campaign_key_of(context["ti"])
             summary = {
                 "campaign": campaign,
                 "recipients": plan.recipients,
@@ -494,7 +481,3 @@ class _MessageCentralSendOperator(BaseOperator):
         if len(ids) <= MAX_XCOM_TRANSACTION_IDS:
             summary["transaction_ids"] = ids
         return summary
-
-    def _ledger_options(self, params: Mapping[str, str]) -> dict[str, str]:
-        """What a unit key covers besides recipients and message: the request's options."""
-        return {k: v for k, v in params.items() if k not in ("customerId", "message")}

@@ -47,6 +47,7 @@ from airflow_provider_messagecentral.audience.workbook import (
 )
 from airflow_provider_messagecentral.audience.workbook_build import _PartWriter
 from airflow_provider_messagecentral.campaign.ledger import unit_key
+from airflow_provider_messagecentral.client.request import SendRequest
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralValidationError,
 )
@@ -117,8 +118,8 @@ class MessageCentralSendOperator(_MessageCentralSendOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook
-        params = self._request_params(hook)
-        country = self._country(hook)
+        request = self._request(hook)
+        country = request.country
         raw = self.mobile_number
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):
             raise MessageCentralValidationError(
@@ -128,19 +129,16 @@ class MessageCentralSendOperator(_MessageCentralSendOperator):
             number = raw if isinstance(raw, PhoneNumber) else parse_number(raw, country)
         except ValueError as err:
             raise MessageCentralValidationError(f"mobile_number {str(raw)[:40]!r}: {err}") from None
-        options = self._options()
         mobiles = [number.msisdn]
-        tally = self._tally(params)
-        message_type = params["messageType"]
+        tally = self._tally(request)
+        message_type = request.message_type
         if self._suppression_list(hook, country).lookup(mobiles):
             self.log.warning("+%s is on the suppression list: not texting it", number.msisdn)
             plan = _Plan([], 0, message_type, {number.country_code}, tally, [], suppressed=1)
             return self._nobody_left(context, hook, plan, "single send")
         tally.add(self.message, where=f"task {self.task_id!r} (to +{number.msisdn})")
-        key = unit_key("single", mobiles, self.message, self._ledger_options(params))
-        unit = _Unit(
-            key, f"send to +{number.msisdn}", mobiles, lambda: hook.send_message(number, self.message, **options)
-        )
+        key = unit_key("single", mobiles, self.message, request.key_options())
+        unit = _Unit(key, f"send to +{number.msisdn}", mobiles, lambda: hook.send_to(number, request))
         samples = [self._sample(number.e164, self.message, tally)]
         plan = _Plan([unit], 1, message_type, {number.country_code}, tally, samples)
         summary = self._send_plan(context, hook, plan, what="single send")
@@ -208,8 +206,8 @@ class MessageCentralBulkSendOperator(_MessageCentralSendOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook
-        params = self._request_params(hook)
-        country = self._country(hook)
+        request = self._request(hook)
+        country = request.country
         audience = normalize_audience(load_numbers(self.phone_numbers), country)
         if audience.invalid:
             if self.on_invalid == "fail":
@@ -226,11 +224,11 @@ class MessageCentralBulkSendOperator(_MessageCentralSendOperator):
         numbers, suppressed = self._suppression_list(hook, country).split(audience.numbers)
         if suppressed:
             self.log.info("Left out %d suppressed number(s)", len(suppressed))
-        tally = self._tally(params)
+        tally = self._tally(request)
         counts = {"invalid": len(audience.invalid), "duplicates": audience.duplicates, "suppressed": len(suppressed)}
         codes = {n.country_code for n in numbers}
         if not numbers:
-            plan = _Plan([], 0, params["messageType"], codes, tally, [], **counts)
+            plan = _Plan([], 0, request.message_type, codes, tally, [], **counts)
             return self._nobody_left(context, hook, plan, "bulk send")
         tally.add(self.message, where=f"task {self.task_id!r}", recipients=len(numbers))
         chunks = list(chunked(numbers, self.chunk_size))
@@ -244,25 +242,25 @@ class MessageCentralBulkSendOperator(_MessageCentralSendOperator):
             audience.duplicates,
             len(suppressed),
         )
-        key_options = self._ledger_options(params)
+        key_options = request.key_options()
         units = [
             _Unit(
                 unit_key("bulk", [n.msisdn for n in chunk], self.message, key_options),
                 f"chunk {index}/{len(chunks)}",
                 [n.msisdn for n in chunk],
-                _chunk_sender(hook, chunk, params),
+                _chunk_sender(hook, chunk, request),
             )
             for index, chunk in enumerate(chunks, start=1)
         ]
         samples = [self._sample(n.e164, self.message, tally) for n in numbers[:SAMPLES]]
-        plan = _Plan(units, len(numbers), params["messageType"], codes, tally, samples, **counts)
+        plan = _Plan(units, len(numbers), request.message_type, codes, tally, samples, **counts)
         return self._send_plan(context, hook, plan, what="bulk send")
 
 
 def _chunk_sender(
-    hook: MessageCentralHook, chunk: Sequence[PhoneNumber], params: dict[str, str]
+    hook: MessageCentralHook, chunk: Sequence[PhoneNumber], request: SendRequest
 ) -> Callable[[], dict[str, Any]]:
-    return lambda: hook.send_chunk(chunk, params)
+    return lambda: hook.send_chunk(chunk, request)
 
 
 class MessageCentralFileSendOperator(_MessageCentralSendOperator):
@@ -388,15 +386,14 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook
-        params = self._request_params(hook)
-        country = self._country(hook)
+        request = self._request(hook)
+        country = request.country
         if self.columns is not None and not isinstance(self.columns, Mapping):
             raise MessageCentralValidationError(
                 f"columns must map placeholder names to columns, got {type(self.columns).__name__}"
             )
-        options = self._options()
-        key_options = self._ledger_options(params)
-        tally = self._tally(params)
+        key_options = request.key_options()
+        tally = self._tally(request)
         suppression = self._suppression_list(hook, country)
         rows = self._audience_rows(country)
         if tally.segmented and self.max_segments is not None:
@@ -421,9 +418,8 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
             if built.duplicates:
                 self.log.info("Removed %d row(s) with a duplicate number", built.duplicates)
             codes = sorted(built.country_codes)
-            if len(codes) == 1:
-                options["country_code"] = codes[0]
-            elif len(codes) > 1:
+            country_code = codes[0] if len(codes) == 1 else None
+            if len(codes) > 1:
                 self.log.warning("The audience mixes dialling codes %s; numbers are written with their code", codes)
             self.log.info(
                 "Built %d workbook(s) for %d recipient(s) (%d row(s) read)",
@@ -447,7 +443,7 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
                         unit_key("file", mobiles, self.message, key_options, content=digest),
                         f"workbook {index}/{len(built.parts)} (rows {part.first_row}-{part.first_row + part.rows - 1})",
                         mobiles,
-                        _file_sender(hook, part.path, self.message, options),
+                        _file_sender(hook, part.path, request, country_code),
                     )
                 )
             if suppressed:
@@ -455,7 +451,7 @@ class MessageCentralFileSendOperator(_MessageCentralSendOperator):
             plan = _Plan(
                 units,
                 recipients,
-                params["messageType"],
+                request.message_type,
                 set(built.country_codes),
                 tally,
                 samples,
@@ -553,9 +549,9 @@ def _part_contents(
 
 
 def _file_sender(
-    hook: MessageCentralHook, path: Path, message: str, options: dict[str, Any]
+    hook: MessageCentralHook, path: Path, request: SendRequest, country_code: str | None
 ) -> Callable[[], dict[str, Any]]:
-    return lambda: hook.send_file(path, message, **options)
+    return lambda: hook.send_workbook(path, request, country_code=country_code)
 
 
 __all__ = [

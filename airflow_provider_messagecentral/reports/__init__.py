@@ -14,7 +14,6 @@ from airflow_provider_messagecentral.reports.store import (
     ReportStore,
     default_store_url,
     get_store,
-    make_campaign_key,
     resolve_store_url,
 )
 
@@ -28,6 +27,5 @@ __all__ = [
     "ReportStore",
     "default_store_url",
     "get_store",
-    "make_campaign_key",
     "resolve_store_url",
 ]

@@ -21,7 +21,6 @@ from airflow_provider_messagecentral.triggers.messagecentral import (
     MessageCentralDeliveryTrigger,
     evaluate_delivery,
     read_summary,
-    store_url_for_settings,
     validate_final_statuses,
     validate_optional_ratio,
     validate_ratio,
@@ -135,7 +134,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
 
     def _store_url(self) -> str:
         settings = MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id).settings
-        return store_url_for_settings(settings.reports_url, settings.reports_conn_id)
+        return settings.store_url
 
     def _campaign_key(self) -> str:
         try:

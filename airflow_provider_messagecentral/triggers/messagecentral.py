@@ -152,13 +152,6 @@ def evaluate_delivery(
     return DeliveryCheck("waiting", f"{progress}; waiting for {_pct(min_delivered_ratio)} delivered")
 
 
-def store_url_for_settings(reports_url: str | None, reports_conn_id: str | None) -> str:
-    """The report store URL named by a connection's ``reports_url`` / ``reports_conn_id`` extras."""
-    from airflow_provider_messagecentral.reports.store import resolve_store_url
-
-    return resolve_store_url(reports_url=reports_url, reports_conn_id=reports_conn_id)
-
-
 def read_summary(store_url: str, campaign: str) -> dict[str, Any] | None:
     """One short read of a campaign summary (blocking; run it in a thread from async code)."""
     from airflow_provider_messagecentral.reports.store import get_store
@@ -257,7 +250,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
             schema=conn.schema,
         )
         # A reports_conn_id is looked up with the synchronous SDK API: run it in a thread.
-        return await asyncio.to_thread(store_url_for_settings, settings.reports_url, settings.reports_conn_id)
+        return await asyncio.to_thread(lambda: settings.store_url)
 
     def _event(self, status: str, message: str, summary: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent({"status": status, "summary": summary, "message": message})

@@ -15,9 +15,10 @@ import httpx
 import pytest
 from helpers import DOCUMENTED_REPORT
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.app import CallbackSecretFilter, create_app
 from airflow_provider_messagecentral.reports.server import ReceiverServer
-from airflow_provider_messagecentral.reports.store import ReportStore, get_store, make_campaign_key
+from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 
 pytestmark = pytest.mark.integration
 

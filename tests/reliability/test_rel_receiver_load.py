@@ -25,7 +25,8 @@ import pytest
 from helpers import free_port, wait_until
 from rel_support import RECEIVER_SECRET, count, kill
 
-from airflow_provider_messagecentral.reports.store import ReportStore, get_store, make_campaign_key
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
+from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 
 pytestmark = pytest.mark.reliability
 

@@ -23,7 +23,8 @@ import pytest
 from helpers import wait_until
 from rel_support import after_accepted_sends, count, kill, msisdn, numbers
 
-from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
+from airflow_provider_messagecentral.reports.store import get_store
 
 pytestmark = pytest.mark.reliability
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from helpers import sandbox_connection, wait_until
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
-from airflow_provider_messagecentral.reports.store import ReportStore, make_campaign_key
+from airflow_provider_messagecentral.reports.store import ReportStore
 from airflow_provider_messagecentral.sandbox import SandboxConfig, SandboxServer
 
 pytestmark = pytest.mark.ui

@@ -11,10 +11,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.reports.dashboard import dashboard_router, delivery_curve
 from airflow_provider_messagecentral.reports.models import DeliveryReport
-from airflow_provider_messagecentral.reports.store import ReportStore, make_campaign_key
+from airflow_provider_messagecentral.reports.store import ReportStore
 
 SENT = datetime(2026, 1, 1, 9, 30)
 PLAN = [  # mobile, status, error code, seconds to delivery (None: no report)

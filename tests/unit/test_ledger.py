@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.campaign.ledger import SendLedger, unit_key
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralError,
     MessageCentralUncertainError,
     MessageCentralValidationError,
 )
-from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key
+from airflow_provider_messagecentral.reports.store import get_store
 
 MOBILES = ["919816100001", "919816100002"]
 

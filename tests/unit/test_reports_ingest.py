@@ -13,8 +13,9 @@ from helpers import REPORT_T0, report, report_time
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import OperationalError
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.models import DeliveryReport
-from airflow_provider_messagecentral.reports.store import INGEST_ATTEMPTS, ReportStore, make_campaign_key
+from airflow_provider_messagecentral.reports.store import INGEST_ATTEMPTS, ReportStore
 from airflow_provider_messagecentral.reports.store import tables as t
 
 T0 = REPORT_T0

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from helpers import REPORT_T0, report, report_time
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.store import (
     ReportStore,
     default_store_url,
     get_store,
-    make_campaign_key,
     resolve_store_url,
     tables,
 )

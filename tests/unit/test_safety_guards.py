@@ -143,15 +143,15 @@ def test_bulk_and_single_leave_suppressed_numbers_out_of_every_request(api: Fake
 
 def test_file_send_rewrites_workbooks_without_suppressed_rows(api: FakeApi, at: Any, mocker: Any) -> None:
     uploaded: list[list[str]] = []
-    original = MessageCentralHook.send_file
+    original = MessageCentralHook.send_workbook
 
-    def capture(hook: MessageCentralHook, workbook: Any, message: str, **options: Any) -> Any:
+    def capture(hook: MessageCentralHook, workbook: Any, request: Any, **options: Any) -> Any:
         from airflow_provider_messagecentral.audience.workbook import iter_workbook_rows
 
         uploaded.append([r["mobile"] for r in iter_workbook_rows(workbook)])
-        return original(hook, workbook, message, **options)
+        return original(hook, workbook, request, **options)
 
-    mocker.patch.object(MessageCentralHook, "send_file", autospec=True, side_effect=capture)
+    mocker.patch.object(MessageCentralHook, "send_workbook", autospec=True, side_effect=capture)
     rows = [{"mobile": n, "var1": f"N{i}"} for i, n in enumerate(NUMBERS)]
     op = MessageCentralFileSendOperator(
         task_id="t", message="Hi ##var1##", rows=rows, rows_per_file=2, suppression=[NUMBERS[0], NUMBERS[1], NUMBERS[3]]

@@ -17,8 +17,9 @@ from airflow.sdk.exceptions import (
     TaskDeferred,
 )
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.models import DeliveryReport
-from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key
+from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.sensors.messagecentral import MessageCentralDeliverySensor, campaign_key_from
 from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger, evaluate_delivery
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
+from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.models import DeliveryReport
-from airflow_provider_messagecentral.reports.store import get_store, make_campaign_key
+from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger
 
 

@@ -20,7 +20,6 @@ by its ``doneDate`` (else its arrival time).
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import random
 import sqlite3
@@ -81,7 +80,6 @@ __all__ = [
     "ReportStore",
     "default_store_url",
     "get_store",
-    "make_campaign_key",
     "resolve_store_url",
 ]
 
@@ -100,17 +98,6 @@ _PG_MIGRATION_LOCK = 0x6D635F7363686D  # "mc_schm"
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 #: How many times an ingest transaction runs before its error reaches the caller (the receiver answers 503).
 INGEST_ATTEMPTS = 4
-
-
-def make_campaign_key(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
-    """
-    A short, URL-safe, deterministic key of one send task instance: ``mc-`` and 20 hex digits.
-
-    The same (dag_id, run_id, task_id, map_index) always gives the same key, so a retried task finds its
-    ledger again.
-    """
-    raw = "\x1f".join((dag_id, run_id, task_id, str(int(map_index))))
-    return "mc-" + hashlib.blake2b(raw.encode("utf-8"), digest_size=10).hexdigest()
 
 
 def _retryable(err: DBAPIError) -> bool:
@@ -217,7 +204,7 @@ class ReportStore:
     Example::
 
         store = get_store("sqlite:////tmp/reports.db")
-        key = make_campaign_key("dag", "run", "send")
+        key = "mc-0123456789abcdef0123"
         store.ensure_campaign(key, dag_id="dag", run_id="run", task_id="send", kind="bulk")
         print(store.campaign_summary(key))
     """
