@@ -108,3 +108,20 @@ def ok_send(transaction_id: str = "tx-1", mobile: str = "9999999999") -> dict[st
 
 def status(code: int, body: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
     return {"status": code, "json": body or {"responseCode": code, "message": "ERROR"}, "headers": headers}
+
+
+def install(monkeypatch: Any, fake: FakeMessageCentral) -> FakeMessageCentral:
+    """
+    Route every ``requests`` call to a ``*.invalid`` host (the unit tests' MessageCentral) through ``fake``.
+
+    For code that builds its own hooks (operators, the notifier): the transport adapter is the HTTP boundary,
+    so the hook's retries, token handling and response parsing all run for real.
+    """
+    original = requests.Session.get_adapter
+
+    def get_adapter(session: requests.Session, url: str) -> BaseAdapter:
+        host = urlsplit(url).hostname or ""
+        return fake if host.endswith(".invalid") else original(session, url)
+
+    monkeypatch.setattr(requests.Session, "get_adapter", get_adapter)
+    return fake
