@@ -9,12 +9,24 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DB_NAME = "messagecentral_reports.db"
+#: The environment variable that overrides where the delivery-report receiver and its CLI store reports.
+STORE_URL_ENV = "MESSAGECENTRAL_REPORTS_URL"
 
 
 def default_store_url() -> str:
     """``sqlite:///$AIRFLOW_HOME/messagecentral_reports.db`` (``AIRFLOW_HOME`` defaults to ``~/airflow``)."""
     home = os.environ.get("AIRFLOW_HOME") or str(Path("~/airflow").expanduser())
     return f"sqlite:///{Path(home).expanduser().resolve() / DEFAULT_DB_NAME}"
+
+
+def receiver_store_url(explicit: str | None = None) -> str:
+    """
+    Where the receiver (app, plugin, ``python -m airflow_provider_messagecentral.reports``) stores reports.
+
+    ``explicit`` (``--store-url``, ``create_app(store_url=...)``) wins; else ``$MESSAGECENTRAL_REPORTS_URL``;
+    else :func:`default_store_url`. Returned normalised (see :func:`normalize_store_url`).
+    """
+    return normalize_store_url(explicit or os.environ.get(STORE_URL_ENV) or default_store_url())
 
 
 def normalize_store_url(url: str) -> str:

@@ -18,7 +18,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from airflow_provider_messagecentral.reports.app import STORE_URL_ENV, create_app
+from airflow_provider_messagecentral.reports.app import create_app
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def build_app() -> FastAPI:
     """The receiver as mounted in the api-server (callbacks answer 503 until a secret is configured)."""
     timezone = os.environ.get("MESSAGECENTRAL_REPORTS_TIMEZONE", "UTC")
     try:
+        # The store: $MESSAGECENTRAL_REPORTS_URL, else SQLite under $AIRFLOW_HOME (create_app resolves it).
         return create_app(
-            os.environ.get(STORE_URL_ENV) or None,
             allow_unconfigured=True,
             timezone=timezone,
             read_auth=airflow_user_required,

@@ -14,7 +14,8 @@ import argparse
 import json
 import sys
 
-from airflow_provider_messagecentral.reports.app import SECRET_ENV, STORE_URL_ENV
+from airflow_provider_messagecentral.client.store_url import STORE_URL_ENV, receiver_store_url
+from airflow_provider_messagecentral.reports.receiver_config import SECRET_ENV
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,17 +85,11 @@ def _suppression(args: argparse.Namespace, store_url: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "suppression":
-        import os
-
-        from airflow_provider_messagecentral.reports.store import default_store_url
-
-        return _suppression(args, args.store_url or os.environ.get(STORE_URL_ENV) or default_store_url())
+        return _suppression(args, receiver_store_url(args.store_url))
     if args.command == "summary":
-        import os
+        from airflow_provider_messagecentral.reports.store import get_store
 
-        from airflow_provider_messagecentral.reports.store import default_store_url, get_store
-
-        store = get_store(args.store_url or os.environ.get(STORE_URL_ENV) or default_store_url())
+        store = get_store(receiver_store_url(args.store_url))
         result = store.campaign_summary(args.campaign_key)
         if result is None:
             print(f"unknown campaign {args.campaign_key!r} in {store.masked_url}", file=sys.stderr)

@@ -17,14 +17,13 @@ from airflow.sdk.exceptions import (
 
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
-from airflow_provider_messagecentral.triggers.messagecentral import (
-    MessageCentralDeliveryTrigger,
+from airflow_provider_messagecentral.reports.delivery import (
     evaluate_delivery,
     read_summary,
-    validate_final_statuses,
-    validate_optional_ratio,
-    validate_ratio,
+    unknown_campaign_message,
+    validate_thresholds,
 )
+from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -123,9 +122,9 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         self.campaign = campaign
         self.messagecentral_conn_id = messagecentral_conn_id
         try:
-            self.min_delivered_ratio = validate_ratio("min_delivered_ratio", min_delivered_ratio)
-            self.max_failed_ratio = validate_optional_ratio("max_failed_ratio", max_failed_ratio)
-            self.final_statuses = validate_final_statuses(final_statuses)
+            self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses = validate_thresholds(
+                min_delivered_ratio, max_failed_ratio, final_statuses
+            )
         except ValueError as err:
             raise ValueError(f"{err} (task {self.task_id!r})") from None
         self.deferrable = deferrable
@@ -133,8 +132,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
     # -- store ------------------------------------------------------------------------------------------
 
     def _store_url(self) -> str:
-        settings = MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id).settings
-        return settings.store_url
+        return MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id).settings.store_url
 
     def _campaign_key(self) -> str:
         try:
@@ -152,10 +150,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         """
         summary = read_summary(self._store_url(), campaign)
         if summary is None:
-            raise AirflowFailException(
-                f"campaign {campaign!r} is unknown to the report store of connection "
-                f"{self.messagecentral_conn_id!r}: was it sent with that connection?"
-            )
+            raise AirflowFailException(unknown_campaign_message(campaign, self.messagecentral_conn_id))
         result = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses)
         self.log.info("%s", result.message)
         if result.verdict == "failure":

@@ -16,7 +16,8 @@ import pytest
 from helpers import DOCUMENTED_REPORT
 
 from airflow_provider_messagecentral.campaign.keys import make_campaign_key
-from airflow_provider_messagecentral.reports.app import CallbackSecretFilter, create_app
+from airflow_provider_messagecentral.reports.app import create_app
+from airflow_provider_messagecentral.reports.redaction import CallbackSecretFilter
 from airflow_provider_messagecentral.reports.server import ReceiverServer
 from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 

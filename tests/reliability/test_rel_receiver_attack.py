@@ -246,7 +246,7 @@ def test_secret_comparison_is_constant_time(receiver_client: tuple[Any, Any], mo
     """Every secret check (path, header, bearer) goes through ``hmac.compare_digest`` (timing-safe), and its
     verdict decides: forcing it to say "equal" lets a wrong secret in, forcing "different" shuts the right one
     out."""
-    import airflow_provider_messagecentral.reports.app as app_module
+    import airflow_provider_messagecentral.reports.receiver_config as app_module
 
     client, store = receiver_client
     real = app_module.hmac.compare_digest

@@ -127,3 +127,18 @@ def test_the_limits_themselves_are_stored(client: tuple[TestClient, ReportStore]
     text = store.get_report("text-é€😀")
     assert text is not None and text["client_id"] == "é€😀"
     assert text["extra"] == {"note": {"k": ["é€😀", 1.5, 10**30]}}
+
+
+def test_receiver_store_url_explicit_then_env_then_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the receiver, its CLI and the plugin store reports when not told: one rule, in one place."""
+    from airflow_provider_messagecentral.client.store_url import STORE_URL_ENV, receiver_store_url
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    assert receiver_store_url() == f"sqlite:///{tmp_path.resolve() / 'messagecentral_reports.db'}"
+    monkeypatch.setenv(STORE_URL_ENV, "postgres://u:p@db/reports")
+    assert receiver_store_url() == "postgresql+psycopg://u:p@db/reports"
+    assert receiver_store_url(None) == receiver_store_url("") == "postgresql+psycopg://u:p@db/reports"
+    assert receiver_store_url("sqlite:////data/r.db") == "sqlite:////data/r.db"
+    app = create_app(secret=SECRET)
+    assert app.state.receiver.store_url == "postgresql+psycopg://u:p@db/reports"

@@ -21,7 +21,7 @@ from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.sensors.messagecentral import MessageCentralDeliverySensor, campaign_key_from
-from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger, evaluate_delivery
+from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger
 
 
 @pytest.fixture
@@ -125,34 +125,6 @@ def test_campaign_is_templated() -> None:
 
 def summary(recipients: int, delivered: int, failed: int, pending: int) -> dict[str, Any]:
     return {"campaign": "mc-x", "recipients": recipients, "delivered": delivered, "failed": failed, "pending": pending}
-
-
-@pytest.mark.parametrize(
-    ("numbers", "min_ratio", "max_failed", "verdict"),
-    [
-        ((10, 7, 0, 3), 0.7, None, "success"),  # exactly on the bound
-        ((10, 6, 0, 4), 0.7, None, "waiting"),
-        ((10, 6, 4, 0), 0.7, None, "failure"),  # all final, short
-        ((10, 6, 2, 2), 0.7, 0.1, "failure"),  # failed ratio over its bound
-        ((10, 6, 1, 3), 0.7, 0.1, "waiting"),  # failed ratio on its bound is fine
-        ((10, 9, 1, 0), 0.5, 0.05, "failure"),  # an explicit failed bound wins over success
-        ((0, 0, 0, 0), 0.5, None, "failure"),  # nothing was sent
-        ((0, 0, 0, 0), 0.0, None, "success"),
-    ],
-)
-def test_evaluate_delivery(
-    numbers: tuple[int, int, int, int], min_ratio: float, max_failed: float | None, verdict: str
-) -> None:
-    assert evaluate_delivery(summary(*numbers), min_ratio, max_failed).verdict == verdict
-
-
-def test_failure_messages_carry_the_numbers() -> None:
-    message = evaluate_delivery(summary(20, 15, 5, 0), 0.95).message
-    assert "15 of 20 delivered (75.0%)" in message
-    assert "5 failed" in message
-    assert "below min_delivered_ratio 95.0%" in message
-    message = evaluate_delivery(summary(20, 10, 4, 6), 0.95, 0.1).message
-    assert "failed ratio 20.0% exceeds max_failed_ratio 10.0%" in message
 
 
 def test_poke_succeeds_with_the_summary_as_xcom(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:

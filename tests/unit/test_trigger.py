@@ -215,25 +215,6 @@ def test_store_named_by_reports_conn_id(tmp_path: Path, monkeypatch: pytest.Monk
     assert event.payload["status"] == "success"
 
 
-def test_final_statuses_can_make_unknown_final() -> None:
-    from airflow_provider_messagecentral.triggers.messagecentral import evaluate_delivery
-
-    summary = {
-        "campaign": "mc-x",
-        "recipients": 10,
-        "delivered": 8,
-        "failed": 0,
-        "pending": 2,
-        "by_status": {"DELIVRD": 8, "UNKNOWN": 2},
-    }
-    assert evaluate_delivery(summary, 0.9).verdict == "waiting"  # UNKNOWN is not final by default
-    check = evaluate_delivery(summary, 0.9, final_statuses=("DELIVRD", "UNKNOWN"))
-    assert check.verdict == "failure" and "every recipient has a final status" in check.message
-    # counted as failed, so a failed bound applies to them too
-    assert evaluate_delivery(summary, 0.5, 0.1, ("DELIVRD", "UNKNOWN")).verdict == "failure"
-    assert evaluate_delivery(summary, 0.8, None, ("DELIVRD", "UNKNOWN")).verdict == "success"
-
-
 @pytest.mark.parametrize("bad", ["DELIVRD", ["UNDELIV"], [""], [1], 5, []])
 def test_final_statuses_are_validated(bad: object) -> None:
     with pytest.raises(ValueError, match="final_statuses"):
