@@ -83,6 +83,11 @@ class SendRequest:
     :param params: ``flowType``, ``type``, ``messageType``, ``message`` and, when set, ``senderId``,
         ``templateId``, ``entityId``, ``customerId``.
     :param country: dialling code of national numbers (the option ``country_code``, else the connection's).
+
+    .. code-block:: python
+
+        request = hook.prepare_send("Your code is 1234", message_type="OTP")
+        hook.send_to(parse_number("9816111111", request.country), request)
     """
 
     params: Mapping[str, str] = field(repr=False)

@@ -37,7 +37,15 @@ def _number(extra: dict[str, Any], name: str, default: float | None, cast: type)
 
 @dataclass(frozen=True)
 class MessageCentralSettings:
-    """What the hook needs from a ``messagecentral`` connection. ``repr`` shows no secret."""
+    """
+    What the hook needs from a ``messagecentral`` connection, every field and extra parsed and checked once.
+    ``repr`` shows no secret.
+
+    .. code-block:: python
+
+        settings = MessageCentralSettings.from_connection(BaseHook.get_connection("messagecentral_default"))
+        settings.base_url, settings.country, settings.store_url
+    """
 
     conn_id: str
     base_url: str = DEFAULT_BASE_URL

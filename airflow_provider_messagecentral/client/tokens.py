@@ -64,6 +64,12 @@ class TokenCache:
     ``get_or_fetch`` holds a per-key lock while fetching, so concurrent callers of one key make one token
     request, not one each. ``invalidate`` drops a token only if it is still the cached one, so many threads
     that saw the same 401 cause a single refresh.
+
+    .. code-block:: python
+
+        cache = TokenCache()
+        token = cache.get_or_fetch(("messagecentral_default", "C-1", url), fetch_token, default_lifetime=86400)
+        cache.invalidate(("messagecentral_default", "C-1", url), token)  # after MessageCentral refused it
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:

@@ -19,7 +19,7 @@ TOKEN_PATH = "/auth/v1/authentication/token"  # noqa: S105 - a URL path, not a p
 SEND_PATH = "/verification/v3/send"
 
 
-class RedactKeyParam(logging.Filter):
+class _RedactKeyParam(logging.Filter):
     """urllib3 logs request URLs at DEBUG; the token URL carries the base64 password in ``key``."""
 
     _pattern = re.compile(r"([?&]key=)[^&\s\"']+")
@@ -32,7 +32,7 @@ class RedactKeyParam(logging.Filter):
         return True
 
 
-logging.getLogger("urllib3.connectionpool").addFilter(RedactKeyParam())
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactKeyParam())
 
 
 def new_session() -> requests.Session:
