@@ -12,6 +12,13 @@ class MessageCentralError(AirflowException):
     :param message: what went wrong, in words a user can act on.
     :param code: the API's ``responseCode`` or the HTTP status, when there is one.
     :param http_status: the HTTP status of the response, when there is one.
+
+    .. code-block:: python
+
+        try:
+            hook.send_message("9816111111", "Your order has shipped")
+        except MessageCentralError as err:
+            log.error("not sent: %s (code %s)", err.error_message, err.code)
     """
 
     def __init__(self, message: str, *, code: int | str | None = None, http_status: int | None = None):

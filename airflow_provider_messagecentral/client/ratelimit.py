@@ -12,6 +12,11 @@ class RateLimiter:
     Allow ``rate`` requests per second on average, with bursts up to ``burst`` (default: one second's worth).
 
     ``acquire()`` blocks until a request may go out. ``rate=None`` or 0 means no limit.
+
+    .. code-block:: python
+
+        limiter = RateLimiter(10)  # ten requests per second
+        limiter.acquire()  # returns the seconds it waited
     """
 
     def __init__(

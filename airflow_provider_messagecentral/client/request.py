@@ -3,32 +3,32 @@ Building a send request: the one place that turns a message and send options int
 
 :func:`build_send_request` validates everything that can be validated without HTTP (flow and message type,
 message length and text, DLT ids, unknown options) against the connection's defaults and returns a
-:class:`SendRequest`. Every send (one number, a bulk chunk, a workbook) is that request plus its recipients.
+:class:`SendRequest`. Every send (one number, a bulk chunk, a workbook) is that request plus its recipients;
+:func:`workbook_upload` checks the file part of a workbook send.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from airflow_provider_messagecentral.audience.phone import PhoneNumber
-from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_TYPES, MessageCentralSettings
+from airflow_provider_messagecentral.client.choices import FLOW_TYPES, MESSAGE_TYPES, check_choice
+from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
 #: Longest text accepted per flow type (characters). SMS: 10 concatenated GSM-7 segments of 153.
 MAX_MESSAGE_CHARS = {"SMS": 1530, "SAUTH": 1530, "RCS": 3072, "WHATSAPP": 4096}
 #: The keyword options every send method takes.
 SEND_OPTIONS = frozenset({"country_code", "flow_type", "message_type", "sender_id", "template_id", "entity_id"})
+#: Content type of a workbook upload, and the largest workbook MessageCentral takes.
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MAX_WORKBOOK_BYTES = 50 * 1024 * 1024
 #: Parameters a send unit's ledger key does not cover (the text is keyed on its own; the customer is the account).
 _UNKEYED = frozenset({"customerId", "message"})
-
-
-def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """``value`` upper-cased when it is one of ``choices``; else a validation error naming ``name``."""
-    if not isinstance(value, str) or value.strip().upper() not in choices:
-        raise MessageCentralValidationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value.strip().upper()
 
 
 def check_dlt_ids(template_id: object, entity_id: object) -> None:
@@ -83,6 +83,11 @@ class SendRequest:
     :param params: ``flowType``, ``type``, ``messageType``, ``message`` and, when set, ``senderId``,
         ``templateId``, ``entityId``, ``customerId``.
     :param country: dialling code of national numbers (the option ``country_code``, else the connection's).
+
+    .. code-block:: python
+
+        request = hook.prepare_send("Your code is 1234", message_type="OTP")
+        hook.send_to(parse_number("9816111111", request.country), request)
     """
 
     params: Mapping[str, str] = field(repr=False)
@@ -148,3 +153,32 @@ def build_send_request(settings: MessageCentralSettings, message: str, options: 
         params["customerId"] = settings.customer_id
     country = check_country_code(given.get("country_code", settings.country))
     return SendRequest(params=params, country=country)
+
+
+def workbook_upload(
+    workbook: str | os.PathLike[str] | bytes, filename: str | None = None
+) -> dict[str, tuple[str, bytes, str]]:
+    """
+    The ``files`` part of a workbook send: its name, bytes and content type.
+
+    Refused (before any request) when the file is missing, over 50 MiB or not a zip-based .xlsx; a name
+    without the ``.xlsx`` suffix gets it.
+    """
+    if isinstance(workbook, bytes):
+        content, name = workbook, filename or "audience.xlsx"
+    else:
+        path = Path(workbook)
+        if not path.is_file():
+            raise MessageCentralValidationError(f"workbook {str(path)!r} does not exist")
+        if path.stat().st_size > MAX_WORKBOOK_BYTES:
+            raise MessageCentralValidationError(
+                f"workbook {str(path)!r} is over {MAX_WORKBOOK_BYTES // 2**20} MiB: split the audience"
+            )
+        content, name = path.read_bytes(), filename or path.name
+    if len(content) > MAX_WORKBOOK_BYTES:
+        raise MessageCentralValidationError(f"workbook is larger than {MAX_WORKBOOK_BYTES // 2**20} MiB")
+    if not content.startswith(b"PK\x03\x04"):
+        raise MessageCentralValidationError(f"workbook {name!r} is not an .xlsx file (not a zip archive)")
+    if not name.lower().endswith(".xlsx"):
+        name = f"{name}.xlsx"
+    return {"file": (name, content, XLSX_MIME)}

@@ -6,13 +6,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_messagecentral.client.choices import FLOW_TYPES, MESSAGE_TYPES, check_choice
 from airflow_provider_messagecentral.client.store_url import resolve_store_url
+from airflow_provider_messagecentral.client.window import SendWindow, parse_send_window
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.safety.send_window import SendWindow, parse_send_window
 
 DEFAULT_BASE_URL = "https://cpaas.messagecentral.com"
-FLOW_TYPES = ("SMS", "WHATSAPP", "RCS", "SAUTH")
-MESSAGE_TYPES = ("PROMOTIONAL", "TRANSACTIONAL", "OTP")
 
 
 def _extra_value(extra: dict[str, Any], name: str) -> Any:
@@ -38,7 +37,15 @@ def _number(extra: dict[str, Any], name: str, default: float | None, cast: type)
 
 @dataclass(frozen=True)
 class MessageCentralSettings:
-    """What the hook needs from a ``messagecentral`` connection. ``repr`` shows no secret."""
+    """
+    What the hook needs from a ``messagecentral`` connection, every field and extra parsed and checked once.
+    ``repr`` shows no secret.
+
+    .. code-block:: python
+
+        settings = MessageCentralSettings.from_connection(BaseHook.get_connection("messagecentral_default"))
+        settings.base_url, settings.country, settings.store_url
+    """
 
     conn_id: str
     base_url: str = DEFAULT_BASE_URL
@@ -64,7 +71,6 @@ class MessageCentralSettings:
     send_window_set: bool = False
     price_per_segment: float | None = None
     max_cost: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def store_url(self) -> str:
@@ -106,12 +112,10 @@ class MessageCentralSettings:
             base_url = f"{schema or 'https'}://{base_url}"
         if port and base_url.count(":") < 2:
             base_url = f"{base_url}:{port}"
-        flow_type = str(_extra_value(extra, "flow_type") or "SMS").upper()
-        message_type = str(_extra_value(extra, "message_type") or "PROMOTIONAL").upper()
-        if flow_type not in FLOW_TYPES:
-            raise ValueError(f"connection extra 'flow_type' must be one of {FLOW_TYPES}, got {flow_type!r}")
-        if message_type not in MESSAGE_TYPES:
-            raise ValueError(f"connection extra 'message_type' must be one of {MESSAGE_TYPES}, got {message_type!r}")
+        flow_type = check_choice("connection extra 'flow_type'", _extra_value(extra, "flow_type") or "SMS", FLOW_TYPES)
+        message_type = check_choice(
+            "connection extra 'message_type'", _extra_value(extra, "message_type") or "PROMOTIONAL", MESSAGE_TYPES
+        )
         rate = _number(extra, "rate_limit_per_second", None, float)
         raw_window = _extra_value(extra, "send_window")
         try:
@@ -141,5 +145,4 @@ class MessageCentralSettings:
             send_window_set=raw_window is not None,
             price_per_segment=_number(extra, "price_per_segment", None, float),
             max_cost=_number(extra, "max_cost", None, float),
-            extra=dict(extra),
         )

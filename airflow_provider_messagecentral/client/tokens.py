@@ -1,4 +1,7 @@
-"""Auth tokens: JWT expiry and a thread-safe, process-wide cache shared by every hook of a connection."""
+"""
+Auth tokens: the token request's parameters, JWT expiry, and a thread-safe, process-wide cache shared by
+every hook of a connection.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from airflow_provider_messagecentral.client.settings import MessageCentralSettings
+from airflow_provider_messagecentral.exceptions import MessageCentralAuthError
+
 # Refresh this long before the token's own expiry, so a request never goes out with a dying token.
 EXPIRY_MARGIN_SECONDS = 60.0
+
+
+def token_params(settings: MessageCentralSettings, conn_id: str) -> dict[str, str]:
+    """
+    The query of a token request; ``key`` is the base64 of the password (a secret: mask it before logging).
+
+    :raises MessageCentralAuthError: naming every credential the connection lacks.
+    """
+    s = settings
+    credentials = (("login (customer id)", s.customer_id), ("password", s.password), ("extra 'email'", s.email))
+    missing = [name for name, value in credentials if not value]
+    if missing:
+        raise MessageCentralAuthError(
+            f"connection {conn_id!r} lacks {', '.join(missing)}: "
+            "needed to request a MessageCentral token (or set the 'auth_token' extra)"
+        )
+    key = base64.b64encode(s.password.encode("utf-8")).decode("ascii")
+    return {"customerId": s.customer_id, "key": key, "scope": "NEW", "country": s.country, "email": s.email}
 
 
 def jwt_expiry(token: str) -> float | None:
@@ -40,6 +64,12 @@ class TokenCache:
     ``get_or_fetch`` holds a per-key lock while fetching, so concurrent callers of one key make one token
     request, not one each. ``invalidate`` drops a token only if it is still the cached one, so many threads
     that saw the same 401 cause a single refresh.
+
+    .. code-block:: python
+
+        cache = TokenCache()
+        token = cache.get_or_fetch(("messagecentral_default", "C-1", url), fetch_token, default_lifetime=86400)
+        cache.invalidate(("messagecentral_default", "C-1", url), token)  # after MessageCentral refused it
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:

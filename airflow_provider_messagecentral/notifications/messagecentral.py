@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
-from airflow.sdk.definitions._internal.templater import Templater
 
-from airflow_provider_messagecentral.client.request import check_dlt_ids
+from airflow_provider_messagecentral.client.request import SEND_OPTIONS, check_dlt_ids
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 
@@ -35,6 +34,7 @@ class MessageCentralNotifier(BaseNotifier):
 
     Works as a task-level and as a DAG-level callback (a DAG-level callback under ``dag.test()`` gets a
     serialized DAG without a template environment: the notifier then renders with Airflow's default one).
+    Every call renders the templates given here afresh, so one instance can serve many tasks and runs.
 
     .. code-block:: python
 
@@ -103,19 +103,14 @@ class MessageCentralNotifier(BaseNotifier):
         self.message_type = message_type
         self.template_id = template_id
         self.entity_id = entity_id
+        self._templates = {name: getattr(self, name) for name in self.template_fields}
+        self._render_error: Exception | None = None
         #: the outcome of the last notification (for tests and callers): ``"sent"`` or the error text.
         self.last_outcome: str | None = None
 
     def _options(self) -> dict[str, Any]:
-        options = {
-            "country_code": self.country_code,
-            "sender_id": self.sender_id,
-            "flow_type": self.flow_type,
-            "message_type": self.message_type,
-            "template_id": self.template_id,
-            "entity_id": self.entity_id,
-        }
-        return {k: v for k, v in options.items() if v not in (None, "")}
+        """The rendered send options; ``None`` and empty ones mean the connection's defaults."""
+        return {name: getattr(self, name) for name in SEND_OPTIONS}
 
     def _numbers(self) -> list[str | int]:
         value: Any = self.mobile_numbers
@@ -126,58 +121,61 @@ class MessageCentralNotifier(BaseNotifier):
             return [value]
         return list(value)
 
+    @cached_property
+    def hook(self) -> MessageCentralHook:
+        """The MessageCentral hook of ``messagecentral_conn_id`` (cached)."""
+        return MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id)
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """
+        Render the template fields from the templates given to ``__init__`` (so one notifier serves many
+        callbacks); a rendering error is kept for :meth:`notify` to report, not raised.
+
+        A DAG without ``get_template_env`` (the serialized DAG that DAG-level callbacks get under
+        ``dag.test()``) renders with Airflow's default template environment.
+        """
+        self._restore_templates()
+        dag = context.get("dag")
+        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
+            jinja_env = self.get_template_env(dag=None)
+        try:
+            super().render_template_fields(context, jinja_env)
+        except Exception as err:
+            self._render_error = err
+
     def notify(self, context: Context) -> None:
         """Send the rendered message; log (never raise) a failure."""
         try:
-            numbers = self._numbers()
-            if not numbers:
-                raise MessageCentralValidationError("mobile_numbers rendered to nothing: nobody to notify")
-            hook = MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id)
-            if len(numbers) == 1:
-                data = hook.send_message(numbers[0], self.message, **self._options())
-                self.log.info("MessageCentral notification sent (transaction %s)", data.get("transactionId"))
-            else:
-                results = hook.send_bulk(numbers, self.message, **self._options())
-                self.log.info(
-                    "MessageCentral notification sent to %d number(s) in %d request(s)",
-                    sum(len(r.get("recipients", ())) for r in results),
-                    len(results),
-                )
+            if self._render_error is not None:
+                raise self._render_error
+            self._send()
             self.last_outcome = "sent"
         except Exception as err:
             self.last_outcome = f"{type(err).__name__}: {err}"
             self.log.error("MessageCentral notification was NOT sent (%s); the callback carries on", self.last_outcome)
+        finally:
+            self._restore_templates()
 
-    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
-        """
-        Render the template fields; a DAG object without ``get_template_env`` (the serialized DAG that
-        DAG-level callbacks get under ``dag.test()``) falls back to Airflow's default template environment.
-        """
-        dag = context.get("dag")
-        if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
-            jinja_env = self.get_template_env(dag=None)
-        super().render_template_fields(context, jinja_env)
-
-    def _render(self, template: Any, context: Any, dag: Any = None) -> Any:
-        dag = dag or context.get("dag")
-        if dag is not None and not hasattr(dag, "render_template_as_native_obj"):
-            dag = None
-        return Templater._render(self, template, context, dag)
-
-    def __call__(self, *args: Any) -> None:
-        """
-        Render a copy of the notifier with the callback's context and send it; never raise.
-
-        Rendering works on a copy, so one notifier instance can serve many tasks and runs.
-        """
-        notifier = copy.copy(self)
-        try:
-            BaseNotifier.__call__(notifier, *args)
-        except Exception as err:  # rendering errors: notify() itself never raises
-            self.last_outcome = f"{type(err).__name__}: {err}"
-            self.log.error("MessageCentral notification was NOT sent (%s)", self.last_outcome)
+    def _send(self) -> None:
+        numbers = self._numbers()
+        if not numbers:
+            raise MessageCentralValidationError("mobile_numbers rendered to nothing: nobody to notify")
+        if len(numbers) == 1:
+            data = self.hook.send_message(numbers[0], self.message, **self._options())
+            self.log.info("MessageCentral notification sent (transaction %s)", data.get("transactionId"))
             return
-        self.last_outcome = notifier.last_outcome
+        results = self.hook.send_bulk(numbers, self.message, **self._options())
+        self.log.info(
+            "MessageCentral notification sent to %d number(s) in %d request(s)",
+            sum(len(r.get("recipients", ())) for r in results),
+            len(results),
+        )
+
+    def _restore_templates(self) -> None:
+        """Put the templates back (rendering replaces them in place) and forget the last rendering error."""
+        for name, template in self._templates.items():
+            setattr(self, name, template)
+        self._render_error = None
 
 
 __all__ = ["MessageCentralNotifier"]

@@ -439,3 +439,30 @@ def test_missing_credentials_are_named(conn_env: Any, monkeypatch: pytest.Monkey
     )
     with pytest.raises(MessageCentralAuthError, match=r"lacks login \(customer id\), password, extra 'email'"):
         make_hook().get_token()
+
+
+def test_bad_flow_type_extra_names_the_connection_and_the_extra(conn_env: Any, make_hook: Any) -> None:
+    conn_env(flow_type="FAX")
+    with pytest.raises(MessageCentralValidationError, match="'mc_unit': connection extra 'flow_type' must be one of"):
+        make_hook().settings  # noqa: B018 - reading the settings is what fails
+
+
+def test_urllib3_debug_log_never_shows_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    url = f"/auth/v1/authentication/token?customerId=C-1&key={KEY}&scope=NEW"
+    logging.getLogger("urllib3.connectionpool").debug(
+        '%s://%s:%s "%s %s %s" %s', "https", "h", 443, "GET", url, "", 200
+    )
+    assert KEY not in caplog.text and "key=***&scope=NEW" in caplog.text
+
+
+def test_a_copied_hook_shares_the_token_cache_not_the_session(make_hook: Any, fake: FakeMessageCentral) -> None:
+    import copy
+
+    hook = make_hook()
+    hook.send_message("9999999999", "a")
+    clone = copy.deepcopy(hook)
+    assert clone.get_conn() is not hook.get_conn()
+    clone.get_conn().mount("https://", fake)
+    clone.send_message("9999999999", "b")
+    assert len(fake.token_calls) == 1 and len(fake.send_calls) == 2

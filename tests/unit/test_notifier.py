@@ -6,17 +6,18 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import fake_http
 import pytest
 from airflow.sdk import DAG
+from airflow.serialization.serialized_objects import DagSerialization
+from fake_http import FakeMessageCentral, status
 
-from airflow_provider_messagecentral.exceptions import MessageCentralError, MessageCentralValidationError
-from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.notifications.messagecentral import MessageCentralNotifier
 
 
 @pytest.fixture
-def sent(mocker: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
-    calls: list[dict[str, str]] = []
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeMessageCentral:
     conn = {
         "conn_type": "messagecentral",
         "host": "http://messagecentral.invalid",
@@ -25,13 +26,12 @@ def sent(mocker: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
         "extra": {"email": "ops@example.com", "auth_token": "tok", "country": "91"},
     }
     monkeypatch.setenv("AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT", json.dumps(conn))
+    return fake_http.install(monkeypatch, FakeMessageCentral())
 
-    def fake(hook: MessageCentralHook, params: dict[str, str], *, what: str, files: Any = None) -> dict:
-        calls.append(dict(params))
-        return {"transactionId": f"tx-{len(calls)}"}
 
-    mocker.patch.object(MessageCentralHook, "_send", autospec=True, side_effect=fake)
-    return calls
+def sent(fake: FakeMessageCentral) -> list[dict[str, str]]:
+    """The query parameters of every send request, in order."""
+    return [call.params for call in fake.send_calls]
 
 
 def _context(task_id: str = "load", try_number: int = 2) -> dict[str, Any]:
@@ -39,49 +39,49 @@ def _context(task_id: str = "load", try_number: int = 2) -> dict[str, Any]:
     return {"ti": ti, "dag": DAG("etl", schedule=None), "run_id": "manual__1"}
 
 
-def test_renders_the_context_and_sends_one_message(sent: list[dict[str, str]]) -> None:
+def test_renders_the_context_and_sends_one_message(fake: FakeMessageCentral) -> None:
     notifier = MessageCentralNotifier(
         mobile_numbers="9816100001",
         message="{{ ti.task_id }} failed in {{ dag.dag_id }} ({{ run_id }}, try {{ ti.try_number }}) {{ ti.log_url }}",
     )
     notifier(_context())
-    assert [(c["mobileNumber"], c["message"], c["messageType"]) for c in sent] == [
+    assert [(c["mobileNumber"], c["message"], c["messageType"]) for c in sent(fake)] == [
         ("9816100001", "load failed in etl (manual__1, try 2) http://airflow/log?x=1", "TRANSACTIONAL")
     ]
     assert notifier.last_outcome == "sent"
 
 
-def test_several_numbers_go_in_one_bulk_request(sent: list[dict[str, str]]) -> None:
+def test_several_numbers_go_in_one_bulk_request(fake: FakeMessageCentral) -> None:
     MessageCentralNotifier(mobile_numbers=["9816100001", "+919816100002"], message="down")(_context())
-    assert [c["phoneNumbers"] for c in sent] == ["91 9816100001, 91 9816100002"]
+    assert [c["phoneNumbers"] for c in sent(fake)] == ["91 9816100001, 91 9816100002"]
 
 
-def test_default_message_names_task_dag_run_and_try(sent: list[dict[str, str]]) -> None:
+def test_default_message_names_task_dag_run_and_try(fake: FakeMessageCentral) -> None:
     MessageCentralNotifier(mobile_numbers="9816100001")(_context())
-    assert sent[0]["message"] == "Airflow: load in etl failed (run manual__1, try 2)"
+    assert sent(fake)[0]["message"] == "Airflow: load in etl failed (run manual__1, try 2)"
 
 
-def test_one_instance_serves_many_callbacks(sent: list[dict[str, str]]) -> None:
+def test_one_instance_serves_many_callbacks(fake: FakeMessageCentral) -> None:
     notifier = MessageCentralNotifier(mobile_numbers="9816100001", message="{{ ti.task_id }} failed")
     notifier(_context("a"))
     notifier(_context("b"))
-    assert [c["message"] for c in sent] == ["a failed", "b failed"]
+    assert [c["message"] for c in sent(fake)] == ["a failed", "b failed"]
 
 
 def test_a_failed_send_is_logged_not_raised(
-    sent: list[dict[str, str]], mocker: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    fake: FakeMessageCentral, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    mocker.patch.object(MessageCentralHook, "send_message", side_effect=MessageCentralError("refused", code=402))
+    fake.send_replies.append(status(200, {"responseCode": 402, "message": "INSUFFICIENT_BALANCE"}))
     notifier = MessageCentralNotifier(mobile_numbers="9816100001", message="x")
     notifier(_context())  # does not raise
     assert notifier.last_outcome is not None and "refused" in notifier.last_outcome
     assert "notification was NOT sent" in caplog.text + capsys.readouterr().out
 
 
-def test_a_bad_rendered_number_is_logged_not_raised(sent: list[dict[str, str]]) -> None:
+def test_a_bad_rendered_number_is_logged_not_raised(fake: FakeMessageCentral) -> None:
     notifier = MessageCentralNotifier(mobile_numbers="{{ ti.task_id }}", message="x")
     notifier(_context())
-    assert sent == [] and "mobile number" in (notifier.last_outcome or "")
+    assert sent(fake) == [] and "mobile number" in (notifier.last_outcome or "")
 
 
 @pytest.mark.parametrize(
@@ -98,8 +98,27 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any], error
         MessageCentralNotifier(**kwargs)
 
 
-def test_a_dag_without_template_env_still_renders(sent: list[dict[str, str]]) -> None:
+def test_a_dag_without_template_env_still_renders(fake: FakeMessageCentral) -> None:
     """DAG-level callbacks under dag.test() get a serialized DAG that has no get_template_env."""
-    context = {**_context(), "dag": SimpleNamespace(dag_id="etl")}
+    serialized = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(DAG("etl", schedule=None)))
+    assert not hasattr(serialized, "get_template_env")
+    context = {**_context(), "dag": serialized}
     MessageCentralNotifier(mobile_numbers="9816100001", message="{{ dag.dag_id }} run {{ run_id }} failed")(context)
-    assert [c["message"] for c in sent] == ["etl run manual__1 failed"]
+    assert [c["message"] for c in sent(fake)] == ["etl run manual__1 failed"]
+
+
+def test_a_template_error_is_logged_not_raised_and_the_next_call_renders_afresh(fake: FakeMessageCentral) -> None:
+    notifier = MessageCentralNotifier(mobile_numbers="9816100001", message="{{ ti.task_id }} failed {{ nope.x }}")
+    notifier(_context("a"))  # does not raise
+    assert sent(fake) == [] and "UndefinedError" in (notifier.last_outcome or "")
+    assert notifier.message == "{{ ti.task_id }} failed {{ nope.x }}"  # the template, ready for the next call
+
+
+def test_a_notifier_that_has_sent_can_still_be_copied(fake: FakeMessageCentral) -> None:
+    """Airflow deep-copies tasks (and their callbacks); the cached hook must not stop that."""
+    import copy
+
+    notifier = MessageCentralNotifier(mobile_numbers="9816100001", message="{{ ti.task_id }} failed")
+    notifier(_context("a"))
+    copy.deepcopy(notifier)(_context("b"))
+    assert [c["message"] for c in sent(fake)] == ["a failed", "b failed"]

@@ -1,0 +1,59 @@
+"""
+The HTTP transport: the API's paths, the pooled session, one request with transport failures turned into our
+errors, and the ``key`` URL parameter (the base64 password) kept out of urllib3's debug log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_messagecentral.client.retries import transport_error
+from airflow_provider_messagecentral.exceptions import MessageCentralError
+
+TOKEN_PATH = "/auth/v1/authentication/token"  # noqa: S105 - a URL path, not a password
+SEND_PATH = "/verification/v3/send"
+
+
+class _RedactKeyParam(logging.Filter):
+    """urllib3 logs request URLs at DEBUG; the token URL carries the base64 password in ``key``."""
+
+    _pattern = re.compile(r"([?&]key=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self._pattern.sub(r"\1***", record.msg)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactKeyParam())
+
+
+def new_session() -> requests.Session:
+    """A keep-alive session with a pool large enough for threaded sends; retries are ours, not urllib3's."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"accept": "*/*"})
+    return session
+
+
+def request(
+    session: requests.Session, method: str, url: str, *, what: str, timeout: tuple[float, float], **kwargs: Any
+) -> requests.Response:
+    """One HTTP request; transport failures become our errors with no URL (and so no key) in them."""
+    failure: MessageCentralError | None = None
+    try:
+        resp = session.request(method, url, timeout=timeout, **kwargs)
+    except requests.RequestException as err:
+        failure = transport_error(err, what)
+    if failure is not None:
+        raise failure  # raised outside the except block: the original error (and its URL) is not chained
+    return resp
