@@ -133,16 +133,7 @@ class LedgerRoom(StoreEngine):
 
         An accepted unit stays accepted (only its attempt count grows); a failed one becomes pending again.
         """
-        now = utcnow()
-        stmt = self._insert(t.ledger).values(
-            campaign_key=campaign_key,
-            unit_key=unit_key,
-            state="pending",
-            attempts=1,
-            recipients=int(recipients),
-            created_at=now,
-            updated_at=now,
-        )
+        stmt = self._unit_insert(campaign_key, unit_key, "pending", recipients=int(recipients))
         stmt = stmt.on_conflict_do_update(
             index_elements=["campaign_key", "unit_key"],
             set_={
@@ -160,20 +151,10 @@ class LedgerRoom(StoreEngine):
 
     def mark_failed(self, campaign_key: str, unit_key: str, error: str) -> None:
         """Record that a unit was refused for good (``error`` must carry no secret)."""
-        now = utcnow()
-        stmt = self._insert(t.ledger).values(
-            campaign_key=campaign_key,
-            unit_key=unit_key,
-            state="failed",
-            attempts=1,
-            recipients=0,
-            error=error[:4000],
-            created_at=now,
-            updated_at=now,
-        )
+        stmt = self._unit_insert(campaign_key, unit_key, "failed", recipients=0, error=error[:4000])
         stmt = stmt.on_conflict_do_update(
             index_elements=["campaign_key", "unit_key"],
-            set_={"state": "failed", "error": stmt.excluded.error, "updated_at": now},
+            set_={"state": "failed", "error": stmt.excluded.error, "updated_at": stmt.excluded.updated_at},
             where=t.ledger.c.state != "accepted",
         )
         with self._write() as conn:
@@ -202,7 +183,20 @@ class LedgerRoom(StoreEngine):
         numbers = [m if m.isdigit() else (normalize_mobile(m) or m) for m in mobiles]
         tx = str(transaction_id) if transaction_id is not None else None
         vid = str(verification_id) if verification_id is not None else None
-        ledger_stmt = self._accepted_unit(campaign_key, unit_key, tx, vid, response, len(numbers))
+        ledger_stmt = self._unit_insert(
+            campaign_key,
+            unit_key,
+            "accepted",
+            recipients=len(numbers),
+            transaction_id=tx,
+            verification_id=vid,
+            response=_scrub(response),
+            error=None,
+        )
+        ledger_stmt = ledger_stmt.on_conflict_do_update(
+            index_elements=["campaign_key", "unit_key"],
+            set_={name: getattr(ledger_stmt.excluded, name) for name in _LEDGER_COPIED},
+        )
         with self._write() as conn:
             campaign = self._lock_campaign(conn, campaign_key)
             conn.execute(ledger_stmt)
@@ -229,33 +223,17 @@ class LedgerRoom(StoreEngine):
             if rows:
                 conn.execute(insert(t.recipients), rows)
 
-    def _accepted_unit(
-        self,
-        campaign_key: str,
-        unit_key: str,
-        tx: str | None,
-        vid: str | None,
-        response: dict[str, Any],
-        recipients: int,
-    ) -> Any:
-        """The ledger upsert of an accepted unit (the response scrubbed of secrets)."""
+    def _unit_insert(self, campaign_key: str, unit_key: str, state: str, **values: Any) -> Any:
+        """``INSERT`` of a ledger unit in ``state`` (first attempt, created now); the caller adds its conflict rule."""
         now = utcnow()
-        stmt = self._insert(t.ledger).values(
+        return self._insert(t.ledger).values(
             campaign_key=campaign_key,
             unit_key=unit_key,
-            state="accepted",
+            state=state,
             attempts=1,
-            recipients=recipients,
-            transaction_id=tx,
-            verification_id=vid,
-            response=_scrub(response),
-            error=None,
             created_at=now,
             updated_at=now,
-        )
-        return stmt.on_conflict_do_update(
-            index_elements=["campaign_key", "unit_key"],
-            set_={name: getattr(stmt.excluded, name) for name in _LEDGER_COPIED},
+            **values,
         )
 
     @staticmethod

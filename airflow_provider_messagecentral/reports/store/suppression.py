@@ -10,13 +10,17 @@ from sqlalchemy import delete, func, select
 from airflow_provider_messagecentral.reports.models import normalize_mobile
 from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.engine import StoreEngine, chunks, utcnow
-from airflow_provider_messagecentral.reports.store.views import iso, page_args
+from airflow_provider_messagecentral.reports.store.views import iso, page_args, read_page
 
 
 def _numbers(mobiles: Iterable[str]) -> list[str]:
     """``mobiles`` normalised (digits with country code), deduplicated and sorted; unreadable ones dropped."""
     numbers = {normalize_mobile(m) for m in mobiles}
     return sorted(n for n in numbers if n)
+
+
+def _suppressed_item(row: Any) -> dict[str, Any]:
+    return {"mobile": row["mobile"], "reason": row["reason"], "added_at": iso(row["added_at"])}
 
 
 class SuppressionRoom(StoreEngine):
@@ -57,14 +61,9 @@ class SuppressionRoom(StoreEngine):
     def list_suppressed(self, page: int = 1, page_size: int = 100) -> dict[str, Any]:
         """One page of the suppression list, ordered by number."""
         page, page_size = page_args(page, page_size, max_size=10000)
-        sc = t.suppression.c
+        query = select(t.suppression).order_by(t.suppression.c.mobile)
         with self._read() as conn:
-            total = int(conn.execute(select(func.count()).select_from(t.suppression)).scalar() or 0)
-            rows = conn.execute(
-                select(t.suppression).order_by(sc.mobile).limit(page_size).offset((page - 1) * page_size)
-            ).mappings()
-            items = [{"mobile": r["mobile"], "reason": r["reason"], "added_at": iso(r["added_at"])} for r in rows]
-        return {"items": items, "page": page, "page_size": page_size, "total": total}
+            return read_page(conn, query, t.suppression, page, page_size, _suppressed_item)
 
     def suppressed_among(self, mobiles: Iterable[str]) -> set[str]:
         """The numbers among ``mobiles`` (digits with country code) that are on the suppression list."""

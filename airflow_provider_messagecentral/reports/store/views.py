@@ -8,11 +8,13 @@ through these methods only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, or_, select
+from sqlalchemy.engine import Connection
 
 from airflow_provider_messagecentral.reports.models import DELIVERED, FAILED_STATUSES, FINAL_STATUSES
 from airflow_provider_messagecentral.reports.store import tables as t
@@ -43,6 +45,21 @@ def page_args(page: int, page_size: int, max_size: int = 1000) -> tuple[int, int
     page = max(1, int(page))
     page_size = min(max(1, int(page_size)), max_size)
     return page, page_size
+
+
+def read_page(
+    conn: Connection, query: Select[Any], table: Any, page: int, page_size: int, item: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any]:
+    """
+    Page ``page`` of ``query`` (filtered and ordered; its ``WHERE`` also counts the ``total`` rows of ``table``),
+    each row shown as ``item(row)``: ``{"items", "page", "page_size", "total"}``.
+    """
+    count = select(func.count()).select_from(table)
+    if query.whereclause is not None:
+        count = count.where(query.whereclause)
+    total = int(conn.execute(count).scalar() or 0)
+    rows = conn.execute(query.limit(page_size).offset((page - 1) * page_size)).mappings()
+    return {"items": [item(row) for row in rows], "page": page, "page_size": page_size, "total": total}
 
 
 @dataclass(frozen=True)
@@ -176,73 +193,31 @@ class ViewsRoom(StoreEngine):
         """
         page, page_size = page_args(page, page_size)
         rc = t.recipients.c
-        where = and_(rc.campaign_key == campaign_key, *_search_terms(search))
+        query = (
+            select(
+                rc.mobile,
+                rc.unit_key,
+                rc.message_id,
+                rc.report_message_id,
+                rc.match_kind,
+                rc.status,
+                rc.error_code,
+                rc.submit_date,
+                rc.done_date,
+                rc.sent_at,
+            )
+            .where(and_(rc.campaign_key == campaign_key, *_search_terms(search)))
+            .order_by(rc.mobile, rc.id)
+        )
         with self._read() as conn:
-            total = int(conn.execute(select(func.count()).select_from(t.recipients).where(where)).scalar() or 0)
-            rows = conn.execute(
-                select(
-                    rc.mobile,
-                    rc.unit_key,
-                    rc.message_id,
-                    rc.report_message_id,
-                    rc.match_kind,
-                    rc.status,
-                    rc.error_code,
-                    rc.submit_date,
-                    rc.done_date,
-                    rc.sent_at,
-                )
-                .where(where)
-                .order_by(rc.mobile, rc.id)
-                .limit(page_size)
-                .offset((page - 1) * page_size)
-            ).mappings()
-            items = [
-                {
-                    "mobile": row["mobile"],
-                    "message_id": row["report_message_id"] or row["message_id"],
-                    "transaction_id": row["message_id"],
-                    "unit": row["unit_key"],
-                    "matched_by": row["match_kind"],
-                    "status": row["status"],
-                    "final": row["status"] in FINAL_STATUSES,
-                    "error_code": row["error_code"],
-                    "sent_at": iso(row["sent_at"]),
-                    "submit_date": iso(row["submit_date"]),
-                    "done_date": iso(row["done_date"]),
-                }
-                for row in rows
-            ]
-        return {"items": items, "page": page, "page_size": page_size, "total": total}
+            return read_page(conn, query, t.recipients, page, page_size, _recipient_item)
 
     def list_campaigns(self, page: int = 1, page_size: int = 50) -> dict[str, Any]:
         """One page of campaigns, newest first."""
         page, page_size = page_args(page, page_size)
-        cc = t.campaigns.c
+        query = select(t.campaigns).order_by(t.campaigns.c.created_at.desc(), t.campaigns.c.campaign_key)
         with self._read() as conn:
-            total = int(conn.execute(select(func.count()).select_from(t.campaigns)).scalar() or 0)
-            rows = conn.execute(
-                select(t.campaigns)
-                .order_by(cc.created_at.desc(), cc.campaign_key)
-                .limit(page_size)
-                .offset((page - 1) * page_size)
-            ).mappings()
-            items = [
-                {
-                    "campaign": row["campaign_key"],
-                    "dag_id": row["dag_id"],
-                    "run_id": row["run_id"],
-                    "task_id": row["task_id"],
-                    "map_index": row["map_index"],
-                    "kind": row["kind"],
-                    "recipients": row["recipients"],
-                    "created_at": iso(row["created_at"]),
-                    "first_send_at": iso(row["first_send_at"]),
-                    "last_send_at": iso(row["last_send_at"]),
-                }
-                for row in rows
-            ]
-        return {"items": items, "page": page, "page_size": page_size, "total": total}
+            return read_page(conn, query, t.campaigns, page, page_size, _campaign_item)
 
     def get_campaign(self, campaign_key: str) -> dict[str, Any] | None:
         """The campaign row (dag_id, run_id, task_id, map_index, kind, recipients, send times) or ``None``."""
@@ -332,3 +307,29 @@ def _search_terms(search: str | None) -> list[ColumnElement[bool]]:
     if term.upper() == "PENDING":
         return [or_(rc.status.is_(None), rc.status.not_in(sorted(FINAL_STATUSES)))]
     return [or_(rc.status == term.upper(), rc.report_message_id == term, rc.message_id == term)]
+
+
+def _recipient_item(row: Any) -> dict[str, Any]:
+    """A recipient as :meth:`ViewsRoom.campaign_reports` shows it."""
+    return {
+        "mobile": row["mobile"],
+        "message_id": row["report_message_id"] or row["message_id"],
+        "transaction_id": row["message_id"],
+        "unit": row["unit_key"],
+        "matched_by": row["match_kind"],
+        "status": row["status"],
+        "final": row["status"] in FINAL_STATUSES,
+        "error_code": row["error_code"],
+        "sent_at": iso(row["sent_at"]),
+        "submit_date": iso(row["submit_date"]),
+        "done_date": iso(row["done_date"]),
+    }
+
+
+def _campaign_item(row: Any) -> dict[str, Any]:
+    """A campaign as :meth:`ViewsRoom.list_campaigns` shows it."""
+    return {
+        "campaign": row["campaign_key"],
+        **{name: row[name] for name in ("dag_id", "run_id", "task_id", "map_index", "kind", "recipients")},
+        **{name: iso(row[name]) for name in ("created_at", "first_send_at", "last_send_at")},
+    }
