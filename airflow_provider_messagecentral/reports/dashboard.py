@@ -9,9 +9,9 @@ external view. Pages:
 * ``/dashboard/campaigns/{campaign_key}`` — one campaign: delivery funnel, delivered ratio over time since
   send, failures by error code, and a paged recipients table searchable by number (``?q=98161&page=2``).
 
-Everything is read through the store (:class:`~airflow_provider_messagecentral.reports.store.ReportStore`);
-the few aggregates the store has no method for (campaign row, delivery curve, failures by error code) are
-read-only ``SELECT`` statements in this module over the store's engine. Nothing here writes.
+This module only renders: everything is read through the store's view methods
+(:class:`~airflow_provider_messagecentral.reports.store.views.ViewsRoom`: campaign row, summary, funnel,
+delivery curve, failures by error code, recipients), and nothing here writes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,163 +26,15 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Integer, and_, cast, func, select
-from sqlalchemy.sql.elements import ColumnElement
 
-from airflow_provider_messagecentral.reports.models import DELIVERED, FAILED_STATUSES
 from airflow_provider_messagecentral.reports.store import ReportStore
-from airflow_provider_messagecentral.reports.store import tables as t
+from airflow_provider_messagecentral.reports.store.views import FUNNEL_STAGES, DeliveryCurve
 
-__all__ = [
-    "FUNNEL_STAGES",
-    "DeliveryCurve",
-    "campaign_funnel",
-    "dashboard_router",
-    "delivery_curve",
-    "failures_by_error_code",
-    "get_campaign",
-]
+__all__ = ["dashboard_router"]
 
-#: Funnel stages after "accepted": (key, label, statuses). "pending" is whatever is left.
-FUNNEL_STAGES: tuple[tuple[str, str, str | None], ...] = (
-    ("delivered", "Delivered", DELIVERED),
-    ("undelivered", "Undelivered", "UNDELIV"),
-    ("expired", "Expired", "EXPIRED"),
-    ("rejected", "Rejected", "REJECTD"),
-    ("unknown", "Unknown", "UNKNOWN"),
-    ("pending", "Pending", None),
-)
-_MAX_POINTS = 60
-_NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 _PAGE_SIZE = 50
 
 StoreGetter = Callable[[], ReportStore]
-
-
-# ---------------------------------------------------------------------------------------------- read side
-
-
-def get_campaign(store: ReportStore, campaign_key: str) -> dict[str, Any] | None:
-    """The campaign row (dag_id, run_id, task_id, map_index, kind, recipients, send times) or ``None``."""
-    with store.engine.connect() as conn:
-        row = conn.execute(select(t.campaigns).where(t.campaigns.c.campaign_key == campaign_key)).mappings().first()
-    return dict(row) if row is not None else None
-
-
-def campaign_funnel(store: ReportStore, campaign_key: str, summary: dict[str, Any]) -> dict[str, int]:
-    """
-    Funnel counts: ``sent`` (recipients of every send unit the ledger tried), ``accepted`` (recipients
-    MessageCentral accepted = the summary's recipients), then one count per :data:`FUNNEL_STAGES` key; the
-    stages after ``accepted`` add up to ``accepted``.
-    """
-    by_status: dict[str, int] = summary["by_status"]
-    accepted = int(summary["recipients"])
-    units = store.get_units(campaign_key)
-    sent = sum(u.recipients for u in units.values()) if units else accepted
-    counts = {"sent": max(sent, accepted), "accepted": accepted}
-    named = 0
-    for key, _label, status in FUNNEL_STAGES:
-        if status is not None:
-            counts[key] = int(by_status.get(status, 0))
-            named += counts[key]
-    counts["pending"] = accepted - named
-    return counts
-
-
-def _delay_seconds(store: ReportStore) -> ColumnElement[Any]:
-    """Seconds from a recipient's send to its delivery (doneDate, else the report's arrival time)."""
-    rc = t.recipients.c
-    received = select(t.reports.c.received_at).where(t.reports.c.message_id == rc.report_message_id).scalar_subquery()
-    done = func.coalesce(rc.done_date, received)
-    if store.dialect == "postgresql":
-        return cast(func.extract("epoch", done - rc.sent_at), Integer)
-    return cast((func.julianday(done) - func.julianday(rc.sent_at)) * 86400, Integer)
-
-
-@dataclass(frozen=True)
-class DeliveryCurve:
-    """
-    Cumulative delivered recipients over time since send.
-
-    :param step: bucket width in seconds.
-    :param points: ``(seconds since send, delivered so far)``, starting at ``(0, 0)``.
-    :param undated: delivered recipients without any timestamp (counted in no bucket).
-    :param sample: 1 when every delivered recipient was read; ``k`` when the curve was estimated from every
-        k-th recipient (by row id) and scaled to the exact delivered count (large campaigns).
-    """
-
-    recipients: int
-    step: int
-    points: list[tuple[int, int]]
-    undated: int
-    sample: int = 1
-
-    @property
-    def delivered(self) -> int:
-        return (self.points[-1][1] if self.points else 0) + self.undated
-
-
-#: Above this many delivered recipients the curve is estimated from a sample of about this size.
-CURVE_SAMPLE_SIZE = 50_000
-
-
-def delivery_curve(
-    store: ReportStore,
-    campaign_key: str,
-    recipients: int,
-    delivered: int | None = None,
-    max_points: int = _MAX_POINTS,
-) -> DeliveryCurve:
-    """
-    Delivered recipients of a campaign bucketed by delay since their send: one aggregate query.
-
-    :param delivered: the campaign's exact delivered count (from its summary). When it exceeds
-        :data:`CURVE_SAMPLE_SIZE`, every k-th recipient (by row id, which every index carries) is read and the
-        curve is scaled to this count, so a page of a million-recipient campaign stays fast.
-    """
-    rc = t.recipients.c
-    delay = _delay_seconds(store).label("delay")
-    sample = max(1, math.ceil((delivered or 0) / CURVE_SAMPLE_SIZE))
-    conditions = [rc.campaign_key == campaign_key, rc.status == DELIVERED]
-    if sample > 1:
-        conditions.append(rc.id % sample == 0)
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(delay, func.count()).where(and_(*conditions)).group_by(delay)).all()
-    dated = sorted((max(int(d), 0), int(n)) for d, n in rows if d is not None)
-    undated = sum(int(n) for d, n in rows if d is None)
-    read = sum(n for _d, n in dated) + undated
-    scale = (delivered / read) if sample > 1 and read and delivered is not None else 1.0
-    if sample > 1:
-        undated = round(undated * scale)
-    if not dated:
-        return DeliveryCurve(recipients, 1, [(0, 0)], undated, sample)
-    span = max(dated[-1][0], 1)
-    step = next((s for s in _NICE_STEPS if span / s <= max_points), math.ceil(span / max_points))
-    buckets: dict[int, int] = {}
-    for seconds, count in dated:
-        slot = seconds // step + 1  # deliveries of bucket i are done by the end of the bucket
-        buckets[slot] = buckets.get(slot, 0) + count
-    points = [(0, 0)]
-    total = 0
-    for slot in sorted(buckets):
-        total += buckets[slot]
-        points.append((slot * step, round(total * scale)))
-    if sample > 1 and delivered is not None:
-        points[-1] = (points[-1][0], delivered - undated)
-    return DeliveryCurve(recipients, step, points, undated, sample)
-
-
-def failures_by_error_code(store: ReportStore, campaign_key: str) -> list[tuple[str, int | None, int]]:
-    """``(status, error code, recipients)`` of the campaign's failed recipients, most frequent first."""
-    rc = t.recipients.c
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(rc.status, rc.error_code, func.count().label("n"))
-            .where(rc.campaign_key == campaign_key, rc.status.in_(sorted(FAILED_STATUSES)))
-            .group_by(rc.status, rc.error_code)
-            .order_by(func.count().desc(), rc.status, rc.error_code)
-        ).all()
-    return [(str(status), None if code is None else int(code), int(n)) for status, code, n in rows]
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -420,14 +271,14 @@ def dashboard_router(get_store: StoreGetter, *, dependencies: Sequence[Any] | No
         """One campaign: funnel, delivery curve, failures by error code, recipients (paged, searchable)."""
         store = await run_in_threadpool(get_store)
         summary = await run_in_threadpool(store.campaign_summary, campaign_key)
-        campaign = await run_in_threadpool(get_campaign, store, campaign_key)
+        campaign = await run_in_threadpool(store.get_campaign, campaign_key)
         if summary is None or campaign is None:
             raise HTTPException(status_code=404, detail=f"unknown campaign {campaign_key!r}")
-        funnel = await run_in_threadpool(campaign_funnel, store, campaign_key, summary)
+        funnel = await run_in_threadpool(store.campaign_funnel, campaign_key, summary)
         curve = await run_in_threadpool(
-            delivery_curve, store, campaign_key, int(summary["recipients"]), int(summary["delivered"])
+            store.delivery_curve, campaign_key, int(summary["recipients"]), int(summary["delivered"])
         )
-        failures = await run_in_threadpool(failures_by_error_code, store, campaign_key)
+        failures = await run_in_threadpool(store.failures_by_error_code, campaign_key)
         term = q.strip()
         recipients = await run_in_threadpool(store.campaign_reports, campaign_key, page, _PAGE_SIZE, term or None)
         listing = request.url_for("mc_dashboard_campaigns").path

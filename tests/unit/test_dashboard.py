@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
-from airflow_provider_messagecentral.reports.dashboard import dashboard_router, delivery_curve
+from airflow_provider_messagecentral.reports.dashboard import dashboard_router
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import ReportStore
 
@@ -96,7 +96,7 @@ def test_search_by_number_pages_and_unknown_campaign(client: TestClient) -> None
 
 
 def test_delivery_curve_is_cumulative_over_time_since_send(store: ReportStore) -> None:
-    curve = delivery_curve(store, make_campaign_key("dag", "run", "send"), recipients=6)
+    curve = store.delivery_curve(make_campaign_key("dag", "run", "send"), recipients=6)
     assert curve.points[0] == (0, 0) and curve.points[-1][1] == 2 and curve.delivered == 2
     assert all(a[0] < b[0] and a[1] <= b[1] for a, b in zip(curve.points, curve.points[1:], strict=False))
     assert curve.points[-1][0] >= 90

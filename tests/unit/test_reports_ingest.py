@@ -15,8 +15,9 @@ from sqlalchemy.exc import OperationalError
 
 from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.models import DeliveryReport
-from airflow_provider_messagecentral.reports.store import INGEST_ATTEMPTS, ReportStore
+from airflow_provider_messagecentral.reports.store import ReportStore
 from airflow_provider_messagecentral.reports.store import tables as t
+from airflow_provider_messagecentral.reports.store.ingest import INGEST_ATTEMPTS
 
 T0 = REPORT_T0
 
@@ -73,7 +74,7 @@ def test_a_deadlocked_ingest_is_run_again(store: ReportStore, mocker: Any) -> No
 def test_a_deadlock_that_persists_and_other_errors_are_raised(store: ReportStore, mocker: Any) -> None:
     deadlock = OperationalError("UPDATE mc_reports ...", {}, _Deadlock("deadlock detected"))
     patched = mocker.patch.object(store, "_ingest_tx", side_effect=deadlock)
-    mocker.patch("airflow_provider_messagecentral.reports.store.time.sleep")
+    mocker.patch("airflow_provider_messagecentral.reports.store.ingest.time.sleep")
     with pytest.raises(OperationalError):
         store.ingest([rep("m1", "DELIVRD")], [])
     assert patched.call_count == INGEST_ATTEMPTS
