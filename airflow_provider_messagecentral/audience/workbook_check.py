@@ -16,7 +16,7 @@ from typing import Any
 
 from python_calamine import CalamineWorkbook
 
-from airflow_provider_messagecentral.audience.workbook_build import (
+from airflow_provider_messagecentral.audience.rows import (
     ERRORS_SHOWN,
     InvalidCell,
     cell_text,

@@ -94,9 +94,6 @@ class SendWindow:
         """``"09:00-21:00 Asia/Kolkata"`` (also the text form accepted by :func:`parse_send_window`)."""
         return f"{self.start}-{self.end} {self.tz}"
 
-    def as_tuple(self) -> tuple[str, str, str]:
-        return (self.start, self.end, self.tz)
-
     def _openings(self, moment: DateTime) -> Iterable[tuple[DateTime, DateTime]]:
         """The window's instances (open, close) around ``moment``: from the day before to the day after."""
         local = moment.in_timezone(self.tz)

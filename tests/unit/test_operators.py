@@ -459,7 +459,7 @@ def _rows(count: int) -> list[dict[str, object]]:
 def test_file_send_builds_split_workbooks_and_uploads_each(api: FakeApi, tmp_path: Path) -> None:
     seen: list[list[dict[str, str]]] = []
 
-    from airflow_provider_messagecentral.audience.workbook import iter_workbook_rows
+    from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
 
     def capture(hook: MessageCentralHook, params: dict, *, what: str, files: Any = None) -> dict:
         _name, content, _mime = files["file"]

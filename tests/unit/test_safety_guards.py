@@ -146,7 +146,7 @@ def test_file_send_rewrites_workbooks_without_suppressed_rows(api: FakeApi, at: 
     original = MessageCentralHook.send_workbook
 
     def capture(hook: MessageCentralHook, workbook: Any, request: Any, **options: Any) -> Any:
-        from airflow_provider_messagecentral.audience.workbook import iter_workbook_rows
+        from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
 
         uploaded.append([r["mobile"] for r in iter_workbook_rows(workbook)])
         return original(hook, workbook, request, **options)

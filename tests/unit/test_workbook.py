@@ -9,16 +9,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from airflow_provider_messagecentral.audience.workbook import (
-    PLACEHOLDER_RE,
-    build_workbooks,
-    cell_text,
-    check_workbook,
-    column_letter,
-    iter_workbook_rows,
-    placeholders,
-    render,
-)
+from airflow_provider_messagecentral.audience.rows import PLACEHOLDER_RE, cell_text, placeholders, render
+from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
+from airflow_provider_messagecentral.audience.workbook_check import check_workbook, column_letter, iter_workbook_rows
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
 MESSAGE = "Hello ##var1##, your balance is ##var2## on ##var3##"
