@@ -128,7 +128,7 @@ class _PartWriter:
         self.total = 0
         self._book: Any = None
         self._sheet: Any = None
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []  # the part's rows as UTF-8 (byte order is code point order)
 
     def _open(self, index: int, first_row: int) -> None:
         self._close_book()
@@ -155,7 +155,10 @@ class _PartWriter:
             write_string(row, col, text)
         part.rows += 1
         part.mobiles.append(cells[0])
-        self._lines.append("\x1f".join(f"{name}={text}" for name, text in zip(self.header, cells, strict=True)))
+        line = "\x1f".join(f"{name}={text}" for name, text in zip(self.header, cells, strict=True))
+        if "\ufffe" in line or "\uffff" in line:
+            line = line.translate(_AS_STORED)
+        self._lines.append(line.encode("utf-8"))
         self.total += 1
 
     def _close_book(self) -> None:
@@ -164,7 +167,7 @@ class _PartWriter:
             self._book = self._sheet = None
             digest = hashlib.sha256()
             for line in sorted(self._lines):
-                digest.update(line.translate(_AS_STORED).encode("utf-8"))
+                digest.update(line)
                 digest.update(b"\n")
             self.parts[-1].digest = digest.digest()
             self._lines = []
