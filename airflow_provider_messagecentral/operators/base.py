@@ -81,6 +81,7 @@ class BaseMessageCentralSendOperator(BaseOperator):
                 return self.run_plan(plan, context, what="single send")
 
     :param message: the text, or the name of a ``.txt`` template file (no whitespace in the name); templated.
+        At most 1530 characters for SMS/SAUTH, 3072 for RCS, 4096 for WhatsApp.
     :param messagecentral_conn_id: the ``messagecentral`` connection.
     :param country_code: dialling code for national numbers (default: the connection's ``country``).
     :param sender_id: registered sender id (default: the connection's).

@@ -65,15 +65,10 @@ class MessageCentralSendOperator(BaseMessageCentralSendOperator):
         templated.
     :param message: the text, or the name of a ``.txt`` template file (no whitespace in the name); templated.
         At most 1530 characters for SMS/SAUTH, 3072 for RCS, 4096 for WhatsApp.
-    :param messagecentral_conn_id: the ``messagecentral`` connection.
-    :param country_code: dialling code for national numbers (default: the connection's ``country``).
-    :param sender_id: registered sender id (default: the connection's).
-    :param flow_type: ``SMS``, ``WHATSAPP``, ``RCS`` or ``SAUTH`` (default: the connection's).
-    :param message_type: ``PROMOTIONAL``, ``TRANSACTIONAL`` or ``OTP`` (default: the connection's).
-    :param template_id: DLT template id; needs ``entity_id``.
-    :param entity_id: DLT entity id; needs ``template_id``.
-    :param on_uncertain: what a retry does with a send whose answer never came: ``"skip"`` (default,
-        never double-text) or ``"resend"``.
+    :param kwargs: the arguments every send operator takes (connection, ``country_code``, ``sender_id``,
+        ``flow_type``, ``message_type``, ``template_id``, ``entity_id``, ``on_uncertain`` and the campaign
+        safety ones: see :class:`~airflow_provider_messagecentral.operators.base.BaseMessageCentralSendOperator`)
+        and ``BaseOperator``'s.
     """
 
     template_fields: Sequence[str] = (*BaseMessageCentralSendOperator.template_fields, "mobile_number")
@@ -137,8 +132,8 @@ class MessageCentralBulkSendOperator(BaseMessageCentralSendOperator):
     :param message: the text, or the name of a ``.txt`` template file; templated.
     :param chunk_size: numbers per request (any integer >= 1).
     :param on_invalid: ``"fail"`` (default: fail before anything is sent) or ``"skip"`` invalid numbers.
-    :param kwargs: the options of :class:`MessageCentralSendOperator` (connection, country_code, sender_id,
-        flow_type, message_type, template_id, entity_id, on_uncertain) and ``BaseOperator``'s.
+    :param kwargs: the arguments every send operator takes (see :class:`MessageCentralSendOperator`) and
+        ``BaseOperator``'s.
     """
 
     template_fields: Sequence[str] = (*BaseMessageCentralSendOperator.template_fields, "phone_numbers")
@@ -240,11 +235,12 @@ class MessageCentralFileSendOperator(BaseMessageCentralSendOperator):
     :param sql_parameters: parameters of the query; templated.
     :param number_column: the column holding the phone numbers (default ``"mobile"``); templated.
     :param columns: placeholder name -> source column (``{"var1": "first_name"}``); default: the name itself.
-    :param rows_per_file: rows per uploaded workbook; larger audiences are split.
+    :param rows_per_file: rows per uploaded workbook (1 to 1,048,575: one sheet); larger audiences are split.
     :param on_invalid: ``"fail"`` (default: nothing is sent) or ``"skip"`` rows with a bad number or an
         empty placeholder value.
     :param work_dir: where the workbooks are built (a temporary directory inside it, removed afterwards).
-    :param kwargs: the options of :class:`MessageCentralSendOperator` and ``BaseOperator``'s.
+    :param kwargs: the arguments every send operator takes (see :class:`MessageCentralSendOperator`) and
+        ``BaseOperator``'s.
     """
 
     template_fields: Sequence[str] = (
