@@ -62,7 +62,8 @@ def read_audience(limit: int | None) -> list[dict[str, str]]:
 
 def plain_run(recipients: int | None, tmp: Path, index: int) -> dict[str, float]:
     """The same campaign without Airflow. Returns seconds: sending, waiting, total."""
-    from airflow_provider_messagecentral.audience.workbook import build_workbooks, iter_workbook_rows
+    from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
+    from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
     from airflow_provider_messagecentral.campaign.keys import make_campaign_key
     from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
     from airflow_provider_messagecentral.reports.store import ReportStore

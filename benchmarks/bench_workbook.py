@@ -88,7 +88,7 @@ def worker(mode: str, rows: int, path: Path) -> dict[str, float]:
         for old in path.parent.glob(f"{path.stem}-*.xlsx"):
             old.unlink()
     if mode == "ours":
-        from airflow_provider_messagecentral.audience.workbook import build_workbooks
+        from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
 
         with PeakRss() as mem:
             start = time.perf_counter()
@@ -104,7 +104,7 @@ def worker(mode: str, rows: int, path: Path) -> dict[str, float]:
             pd.DataFrame(data).to_excel(path, engine="openpyxl", index=False)
             took = time.perf_counter() - start
     elif mode == "check":
-        from airflow_provider_messagecentral.audience.workbook import check_workbook
+        from airflow_provider_messagecentral.audience.workbook_check import check_workbook
 
         with PeakRss() as mem:
             start = time.perf_counter()

@@ -1,8 +1,14 @@
-"""Phone numbers: parse, validate (E.164, libphonenumber metadata), de-duplicate and format for the API."""
+"""
+Phone numbers: parse, validate (E.164, libphonenumber metadata), de-duplicate and format for the API.
+
+:func:`normalize_numbers` is the one normaliser of a list of numbers: the hook, the bulk operator's audiences
+(:mod:`.sources`) and the suppression list (:mod:`airflow_provider_messagecentral.safety.suppression`) all use
+it; workbook rows are parsed one by one with :func:`parse_number`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
@@ -39,9 +45,6 @@ class InvalidNumber(NamedTuple):
     raw: str
     reason: str
 
-    def describe(self) -> str:
-        return f"#{self.position} {self.raw!r}: {self.reason}"
-
 
 @dataclass
 class Audience:
@@ -51,10 +54,18 @@ class Audience:
     invalid: list[InvalidNumber] = field(default_factory=list)
     duplicates: int = 0
 
-    def error_text(self, limit: int = 20) -> str:
-        shown = "; ".join(i.describe() for i in self.invalid[:limit])
+    def error_text(self, limit: int = 20, *, origin: str = "", where: Callable[[int], str] | None = None) -> str:
+        """
+        ``"2 invalid phone number(s): #2 '12': ...; #4 'abc': ..."``, at most ``limit`` listed.
+
+        :param origin: where the numbers came from (``"file 'a.csv'"``), named after the count.
+        :param where: how a 1-based position is shown (default ``#3``; files add the line).
+        """
+        show = where or (lambda position: f"#{position}")
+        shown = "; ".join(f"{show(i.position)} {i.raw!r}: {i.reason}" for i in self.invalid[:limit])
         more = f" (and {len(self.invalid) - limit} more)" if len(self.invalid) > limit else ""
-        return f"{len(self.invalid)} invalid phone number(s): {shown}{more}"
+        source = f" in the {origin}" if origin else ""
+        return f"{len(self.invalid)} invalid phone number(s){source}: {shown}{more}"
 
 
 @lru_cache(maxsize=64)

@@ -3,7 +3,7 @@ Audiences of the send operators: phone numbers from a list, an XCom, a CSV or a 
 
 Numbers are normalised with :func:`airflow_provider_messagecentral.audience.phone.normalize_numbers` (E.164 with a
 default country), de-duplicated, and invalid ones are reported with their position (and, for files, the
-line they came from).
+line they came from). Rows for per-recipient workbooks come from a DataFrame or a SQL query.
 """
 
 from __future__ import annotations
@@ -11,22 +11,18 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_messagecentral.audience.phone import InvalidNumber, PhoneNumber, normalize_numbers
+from airflow_provider_messagecentral.audience.phone import Audience, normalize_numbers
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-
-log = logging.getLogger(__name__)
 
 #: Header words that mark the number column of a CSV file (first match wins, case-insensitive).
 NUMBER_HEADER_WORDS = ("mobile", "phone", "msisdn", "number", "cell", "contact")
 NUMBER_FILE_SUFFIXES = (".csv", ".tsv", ".txt")
-INVALID_SHOWN = 20
 SQL_FETCH_SIZE = 5_000
 
 
@@ -49,28 +45,6 @@ class NumberSource:
         if self.lines and 0 < position <= len(self.lines):
             return f"#{position} (line {self.lines[position - 1]})"
         return f"#{position}"
-
-
-@dataclass
-class LoadedAudience:
-    """
-    A normalised audience: valid numbers in input order without duplicates, invalid ones with position.
-
-    :param numbers: numbers to text.
-    :param invalid: numbers that could not be used.
-    :param duplicates: numbers left out because they came earlier.
-    :param source: the raw input.
-    """
-
-    numbers: list[PhoneNumber]
-    invalid: list[InvalidNumber]
-    duplicates: int
-    source: NumberSource
-
-    def invalid_text(self, limit: int = INVALID_SHOWN) -> str:
-        shown = "; ".join(f"{self.source.where(i.position)} {i.raw!r}: {i.reason}" for i in self.invalid[:limit])
-        more = f" (and {len(self.invalid) - limit} more)" if len(self.invalid) > limit else ""
-        return f"{len(self.invalid)} invalid phone number(s) in the {self.source.origin}: {shown}{more}"
 
 
 def _looks_like_file(text: str) -> bool:
@@ -190,12 +164,18 @@ def _number_column(header: Sequence[str]) -> int | None:
     return None
 
 
-def normalize_audience(source: NumberSource, default_country: str) -> LoadedAudience:
-    """Normalise and de-duplicate ``source``; never raises for bad numbers (see ``invalid``)."""
+def load_audience(value: object, default_country: str) -> tuple[NumberSource, Audience]:
+    """
+    Read ``phone_numbers`` (see :func:`load_numbers`) and normalise them with the one normaliser,
+    :func:`~airflow_provider_messagecentral.audience.phone.normalize_numbers`; never raises for bad numbers
+    (see ``Audience.invalid``; ``audience.error_text(origin=source.origin, where=source.where)`` names them).
+
+    :raises MessageCentralValidationError: when nothing was given, or the value cannot be read.
+    """
+    source = load_numbers(value)
     if not source.values:
         raise MessageCentralValidationError(f"phone_numbers is empty: nobody to send to ({source.origin})")
-    audience = normalize_numbers(source.values, default_country)
-    return LoadedAudience(audience.numbers, audience.invalid, audience.duplicates, source)
+    return source, normalize_numbers(source.values, default_country)
 
 
 # -- rows for bulk-file workbooks ----------------------------------------------------------------------------

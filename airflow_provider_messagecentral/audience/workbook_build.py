@@ -1,139 +1,61 @@
 """
-Placeholders and the bulk-file workbook: render ``##var1##`` messages and stream an audience into .xlsx files.
+Build the bulk-file workbooks of an audience in one pass: validate, de-duplicate, suppress, count, write.
 
 The bulk file send uploads an .xlsx whose first row holds headers: the number column, then one column per
 placeholder of the message. :func:`build_workbooks` streams any iterable of rows into such workbooks,
-validating every row on the way, so nothing is uploaded before the whole audience is known to be good.
+validating every row on the way, so nothing is uploaded before the whole audience is known to be good. In the
+same pass it leaves suppressed numbers out, counts each recipient's text (segments, ``max_segments``), keeps
+a few samples, and records each workbook's recipients and a digest of its rows: the send ledger's unit key
+(:func:`airflow_provider_messagecentral.campaign.ledger.unit_key`). Nothing reads a built workbook back.
 """
 
 from __future__ import annotations
 
-import datetime
-import math
-import numbers
-import re
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import xlsxwriter
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber, parse_number
+from airflow_provider_messagecentral.audience.rows import (
+    ERRORS_SHOWN,
+    MISSING,
+    InvalidCell,
+    check_columns,
+    check_on_invalid,
+    invalid_text,
+    number_problem,
+    placeholders,
+    render,
+    value_problem,
+)
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.safety.cost import SegmentTally
+from airflow_provider_messagecentral.safety.preview import SAMPLES, sample
+from airflow_provider_messagecentral.safety.segments import SegmentInfo
 
-PLACEHOLDER_RE = re.compile(r"##([A-Za-z0-9_]+)##")
 EXCEL_MAX_ROWS = 1_048_576
-EXCEL_MAX_CELL_CHARS = 32_767
-ERRORS_SHOWN = 20
-_MISSING = object()
+#: Numbers looked up in the suppression list at once.
+SUPPRESSION_BATCH = 1_000
+# XlsxWriter writes these non-characters as ``_xFFFE_``/``_xFFFF_``; a part's digest is of the text as the
+# workbook holds it, as it was when the digest was computed by reading the workbook back.
+_AS_STORED = str.maketrans({"\ufffe": "_xFFFE_", "\uffff": "_xFFFF_"})
+
+#: Given msisdns, returns those that are suppressed (:meth:`SuppressionList.lookup`).
+Suppressed = Callable[[Iterable[str]], Collection[str]]
 
 
-def placeholders(message: str) -> list[str]:
-    """Placeholder names of ``message`` in first-use order, each once: ``"Hi ##var1##"`` -> ``["var1"]``."""
-    return list(dict.fromkeys(PLACEHOLDER_RE.findall(message)))
-
-
-def _is_utf8(text: str) -> bool:
-    """False for text holding lone surrogates, which no .xlsx (UTF-8 XML) can carry."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def cell_text(value: object) -> str | None:
-    """
-    The text a value stands for in a workbook cell, or ``None`` when it is missing.
-
-    Missing: ``None``, empty or blank text, NaN, pandas ``NA``/``NaT``. Integral numbers lose their ``.0``
-    (``9816111111.0`` -> ``"9816111111"``), other floats show up to 15 significant digits as Excel does, dates
-    and times are ISO 8601 text.
-    """
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    if isinstance(value, str):
-        return value if value.strip() else None
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, Decimal):
-        return None if value.is_nan() else format(value, "f")
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        if number.is_integer():
-            return str(int(number))
-        return format(number, ".15g")
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return cell_text(value.decode("utf-8", errors="replace"))
-    text = str(value)
-    return text if text.strip() else None
-
-
-def render(message: str, values: Mapping[str, object]) -> str:
-    """
-    The text a recipient receives: each ``##name##`` replaced by the text of ``values[name]``.
-
-    :param message: the message with placeholders, e.g. ``"Hello ##var1##"``.
-    :param values: placeholder name -> value (numbers and dates are written as in the workbook).
-    :raises MessageCentralValidationError: when a placeholder has no value or an empty one.
-    """
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        text = cell_text(values.get(name))
-        if text is None:
-            state = "no value" if name not in values else "an empty value"
-            raise MessageCentralValidationError(f"placeholder ##{name}## has {state}")
-        return text
-
-    return PLACEHOLDER_RE.sub(substitute, message)
-
-
-@dataclass(frozen=True)
-class InvalidCell:
-    """
-    One problem with one row of an audience.
-
-    :param row: 1-based position of the row in the input (workbooks: the spreadsheet row number).
-    :param column: the column (source key or header) holding the problem.
-    :param reason: what is wrong, e.g. ``"empty, needed by ##var2##"``.
-    :param letter: the spreadsheet column letter, when the row comes from a workbook.
-    """
-
-    row: int
-    column: str
-    reason: str
-    letter: str = ""
-
-    def describe(self) -> str:
-        where = f"{self.letter} {self.column!r}" if self.letter else repr(self.column)
-        return f"row {self.row}, column {where}: {self.reason}"
-
-
-def invalid_text(problems: list[InvalidCell], total: int, rows: int, what: str) -> str:
-    """``"3 problem(s) in 2 row(s) of <what>: row 4, column 'mobile': empty; ..."`` (at most 20 shown)."""
-    shown = "; ".join(p.describe() for p in problems[:ERRORS_SHOWN])
-    more = f"; and {total - ERRORS_SHOWN} more" if total > ERRORS_SHOWN else ""
-    return f"{total} problem(s) in {rows} row(s) of {what}: {shown}{more}"
-
-
-def number_problem(raw: object, default_country: str) -> tuple[PhoneNumber | None, str | None]:
-    """``(number, None)`` for a usable number, ``(None, reason)`` otherwise."""
-    text = cell_text(raw)
-    if text is None:
-        return None, "empty, a phone number is needed"
-    try:
-        return parse_number(text, default_country), None
-    except ValueError as err:
-        return None, f"{err} ({text[:40]!r})"
+def check_rows_per_file(value: object) -> int:
+    """Rows per workbook: an integer from 1 to one sheet's rows (the builder's and the operator's one rule)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MessageCentralValidationError(f"rows_per_file must be an integer, got {value!r}")
+    if not 1 <= value < EXCEL_MAX_ROWS:
+        raise MessageCentralValidationError(
+            f"rows_per_file must be between 1 and {EXCEL_MAX_ROWS - 1} (one sheet), got {value}"
+        )
+    return value
 
 
 @dataclass
@@ -143,12 +65,22 @@ class WorkbookPart:
 
     :param path: where the .xlsx is.
     :param rows: data rows in it (the header row not counted).
-    :param first_row: position (1-based) of its first data row in the whole written audience.
+    :param first_row: position (1-based) of its first data row in the whole audience (before suppression).
+    :param index: which part of the audience it is (1-based, see :attr:`BuiltWorkbooks.part_count`).
+    :param mobiles: its recipients (msisdn), in row order.
+    :param digest: SHA-256 of its rows, independent of their order: with ``mobiles``, the ledger unit key.
     """
 
     path: Path
     rows: int
     first_row: int
+    index: int = 1
+    mobiles: list[str] = field(default_factory=list, repr=False)
+    digest: bytes = field(default=b"", repr=False)
+
+    def label(self, part_count: int) -> str:
+        """``"workbook 2/3 (rows 3-4)"``: how logs and errors name the part."""
+        return f"workbook {self.index}/{part_count} (rows {self.first_row}-{self.first_row + self.rows - 1})"
 
 
 @dataclass
@@ -156,14 +88,17 @@ class BuiltWorkbooks:
     """
     What :func:`build_workbooks` wrote.
 
-    :param parts: the workbooks, in order.
-    :param rows: recipients written (valid, de-duplicated).
+    :param parts: the workbooks, in order (a part whose every number is suppressed is not written).
+    :param rows: recipients written (valid, de-duplicated, not suppressed).
     :param invalid: problems found (with ``on_invalid="skip"``: the rows left out for them).
     :param duplicates: rows left out because their number came earlier.
     :param columns: the header row of every part: the number column, then one column per placeholder.
     :param skipped: rows left out for being invalid.
     :param input_rows: rows read from the input.
     :param country_codes: dialling code -> recipients written with it.
+    :param suppressed: rows left out because their number is suppressed.
+    :param part_count: parts the audience was split into, written or not.
+    :param samples: the first few recipients' texts (with a ``tally``), as a dry run shows them.
     """
 
     parts: list[WorkbookPart]
@@ -174,21 +109,30 @@ class BuiltWorkbooks:
     skipped: int = 0
     input_rows: int = 0
     country_codes: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    part_count: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def country_code(self) -> str | None:
+        """The dialling code of every recipient; ``None`` when they mix codes (numbers carry their own)."""
+        return next(iter(self.country_codes)) if len(self.country_codes) == 1 else None
 
 
 class _PartWriter:
-    """Writes rows into numbered workbooks of at most ``rows_per_file`` data rows, header repeated."""
+    """Writes rows into numbered workbooks (header repeated), recording each part's recipients and digest."""
 
-    def __init__(self, out_dir: Path, prefix: str, header: list[str], rows_per_file: int):
-        self.out_dir, self.prefix, self.header, self.rows_per_file = out_dir, prefix, header, rows_per_file
+    def __init__(self, out_dir: Path, prefix: str, header: list[str]) -> None:
+        self.out_dir, self.prefix, self.header = out_dir, prefix, header
         self.parts: list[WorkbookPart] = []
         self.total = 0
         self._book: Any = None
         self._sheet: Any = None
+        self._lines: list[bytes] = []  # the part's rows as UTF-8 (byte order is code point order)
 
-    def _next_part(self) -> None:
+    def _open(self, index: int, first_row: int) -> None:
         self._close_book()
-        path = self.out_dir / f"{self.prefix}-{len(self.parts) + 1:03d}.xlsx"
+        path = self.out_dir / f"{self.prefix}-{index:03d}.xlsx"
         self._book = xlsxwriter.Workbook(
             str(path),
             {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False},
@@ -198,23 +142,35 @@ class _PartWriter:
         self._sheet.ignore_errors({"number_stored_as_text": "A1:XFD1048576"})
         for col, name in enumerate(self.header):
             self._sheet.write_string(0, col, name)
-        self.parts.append(WorkbookPart(path=path, rows=0, first_row=self.total + 1))
+        self.parts.append(WorkbookPart(path=path, rows=0, first_row=first_row, index=index))
 
-    def write(self, cells: list[str]) -> None:
-        if self._sheet is None or self.parts[-1].rows >= self.rows_per_file:
-            self._next_part()
+    def write(self, cells: list[str], index: int, first_row: int) -> None:
+        """Write one row into part ``index`` (opened, and the previous part closed, on its first row)."""
+        if self._sheet is None or self.parts[-1].index != index:
+            self._open(index, first_row)
         part = self.parts[-1]
         write_string = self._sheet.write_string
         row = part.rows + 1
         for col, text in enumerate(cells):
             write_string(row, col, text)
         part.rows += 1
+        part.mobiles.append(cells[0])
+        line = "\x1f".join(f"{name}={text}" for name, text in zip(self.header, cells, strict=True))
+        if "\ufffe" in line or "\uffff" in line:
+            line = line.translate(_AS_STORED)
+        self._lines.append(line.encode("utf-8"))
         self.total += 1
 
     def _close_book(self) -> None:
         if self._book is not None:
             self._book.close()
             self._book = self._sheet = None
+            digest = hashlib.sha256()
+            for line in sorted(self._lines):
+                digest.update(line)
+                digest.update(b"\n")
+            self.parts[-1].digest = digest.digest()
+            self._lines = []
 
     def close(self) -> list[WorkbookPart]:
         self._close_book()
@@ -230,32 +186,140 @@ class _PartWriter:
 
 
 def _check_arguments(number_column: str, rows_per_file: int, on_invalid: str, name_prefix: str) -> None:
-    if on_invalid not in ("fail", "skip"):
-        raise MessageCentralValidationError(f"on_invalid must be 'fail' or 'skip', got {on_invalid!r}")
-    if isinstance(rows_per_file, bool) or not isinstance(rows_per_file, int):
-        raise MessageCentralValidationError(f"rows_per_file must be an integer, got {rows_per_file!r}")
-    if not 1 <= rows_per_file < EXCEL_MAX_ROWS:
-        raise MessageCentralValidationError(
-            f"rows_per_file must be between 1 and {EXCEL_MAX_ROWS - 1} (one sheet), got {rows_per_file}"
-        )
+    check_on_invalid(on_invalid)
+    check_rows_per_file(rows_per_file)
     if not isinstance(number_column, str) or not number_column.strip():
         raise MessageCentralValidationError(f"number_column must be a column name, got {number_column!r}")
     if not name_prefix or any(sep in name_prefix for sep in ("/", "\\", "\0")) or name_prefix.startswith("."):
         raise MessageCentralValidationError(f"name_prefix must be a plain file name, got {name_prefix!r}")
 
 
-def _check_first_row(row: Mapping[str, object], number_column: str, sources: dict[str, str]) -> None:
-    seen = ", ".join(repr(k) for k in list(row)[:30]) or "none"
-    if number_column not in row:
-        raise MessageCentralValidationError(
-            f"number column {number_column!r} not found in the rows (keys seen: {seen}); "
-            "pass number_column= to name the key holding the phone numbers"
-        )
-    missing = [f"##{name}## (column {source!r})" for name, source in sources.items() if source not in row]
-    if missing:
-        raise MessageCentralValidationError(
-            f"no source column for placeholder(s) {', '.join(missing)} (keys seen: {seen}); "
-            "add the columns or map them with columns={'var1': 'first_name', ...}"
+class _AudienceBuilder:
+    """The state of one :func:`build_workbooks` pass; rows go in one at a time through :meth:`add`."""
+
+    def __init__(
+        self,
+        writer: _PartWriter,
+        *,
+        message: str,
+        sources: dict[str, str],
+        default_country: str,
+        rows_per_file: int,
+        fail: bool,
+        suppressed: Suppressed | None,
+        tally: SegmentTally | None,
+    ) -> None:
+        self.writer, self.message, self.sources = writer, message, sources
+        self.default_country, self.rows_per_file, self.fail = default_country, rows_per_file, fail
+        self.suppressed, self.tally = suppressed, tally
+        self.header = writer.header
+        self.problems: list[InvalidCell] = []
+        self.problem_total = self.bad_rows = self.duplicates = self.accepted = self.left_out = self.position = 0
+        self.seen: set[int] = set()
+        self.countries: dict[str, int] = {}
+        self.samples: list[dict[str, Any]] = []
+        # rows waiting for the suppression lookup: (cells, country code, part index, text, its segment info)
+        self.pending: list[tuple[list[str], str, int, str, SegmentInfo | None]] = []
+
+    def add(self, position: int, row: object) -> None:
+        """Validate one row; write it (or queue it for the suppression lookup) unless it is left out."""
+        self.position = position
+        if not isinstance(row, Mapping):
+            raise MessageCentralValidationError(
+                f"row {position}: expected a mapping of column -> value, got {type(row).__name__}"
+            )
+        number_column = self.header[0]
+        if position == 1:
+            check_columns(row, number_column, self.sources)
+        row_problems: list[InvalidCell] = []
+        number, reason = number_problem(row.get(number_column), self.default_country)
+        if reason is not None:
+            row_problems.append(InvalidCell(position, number_column, reason))
+        cells = [number.msisdn if number is not None else ""]
+        for name, source in self.sources.items():
+            text, problem = value_problem(row.get(source, MISSING), position, source, name)
+            cells.append(text)
+            if problem is not None:
+                row_problems.append(problem)
+        if row_problems:
+            self._invalid(row_problems)
+            return
+        assert number is not None
+        text, info = "", None
+        if self.tally is not None:
+            text = render(self.message, dict(zip(self.header, cells, strict=True)))
+            info = self.tally.check(text, where=f"row {position}")
+        key = int(cells[0])  # ints: a set of a million numbers stays small
+        if key in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(key)
+        index = self.accepted // self.rows_per_file + 1
+        self.accepted += 1
+        if not (self.fail and self.problems):
+            self.pending.append((cells, number.country_code, index, text, info))
+            if self.suppressed is None or len(self.pending) >= SUPPRESSION_BATCH:
+                self.flush()
+
+    def _invalid(self, row_problems: list[InvalidCell]) -> None:
+        self.bad_rows += 1
+        self.problem_total += len(row_problems)
+        if self.fail:
+            if not self.problems:
+                self.writer.discard()  # the build fails: stop writing, keep counting problems
+                self.pending = []
+            self.problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(self.problems))])
+        else:
+            self.problems.extend(row_problems)
+
+    def flush(self) -> None:
+        """Write the queued rows whose numbers are not suppressed; count and sample them."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        found = self.suppressed([cells[0] for cells, *_ in pending]) if self.suppressed is not None else ()
+        for cells, country_code, index, text, info in pending:
+            if found and cells[0] in found:
+                self.left_out += 1
+                continue
+            self.writer.write(cells, index, (index - 1) * self.rows_per_file + 1)
+            self.countries[country_code] = self.countries.get(country_code, 0) + 1
+            if self.tally is not None and info is not None:
+                self.tally.count(info)
+                if len(self.samples) < SAMPLES:
+                    self.samples.append(sample(cells[0], text, segmented=self.tally.segmented, info=info))
+
+    def finish(self) -> BuiltWorkbooks:
+        """Close the last workbook; raise for a failed or empty build (nothing is left on disk then)."""
+        self.flush()
+        parts = self.writer.close()
+        what = "the audience"
+        if self.fail and self.problems:
+            self.writer.discard()
+            raise MessageCentralValidationError(
+                invalid_text(self.problems, self.problem_total, self.bad_rows, what) + "; nothing was written"
+            )
+        if self.accepted == 0:
+            self.writer.discard()
+            if self.position == 0:
+                raise MessageCentralValidationError("the audience is empty: no rows were given")
+            raise MessageCentralValidationError(
+                f"no recipient left: {self.position} row(s) read, {self.bad_rows} invalid, "
+                f"{self.duplicates} duplicate(s)"
+                + (f"; {invalid_text(self.problems, self.problem_total, self.bad_rows, what)}" if self.problems else "")
+            )
+        return BuiltWorkbooks(
+            parts=parts,
+            rows=self.writer.total,
+            invalid=self.problems,
+            duplicates=self.duplicates,
+            columns=list(self.header),
+            skipped=self.bad_rows,
+            input_rows=self.position,
+            country_codes=self.countries,
+            suppressed=self.left_out,
+            part_count=(self.accepted - 1) // self.rows_per_file + 1,
+            samples=self.samples,
         )
 
 
@@ -270,6 +334,8 @@ def build_workbooks(
     rows_per_file: int = 50_000,
     on_invalid: str = "fail",
     name_prefix: str = "audience",
+    suppressed: Suppressed | None = None,
+    tally: SegmentTally | None = None,
 ) -> BuiltWorkbooks:
     """
     Stream an audience into bulk-file workbooks, validating every row before anything is uploaded.
@@ -277,6 +343,8 @@ def build_workbooks(
     Each workbook has the header row ``[number_column, *placeholders]``; numbers are written as text in
     msisdn form (``919816111111``), every value as text. Rows are read one at a time (a generator over a
     database cursor works; nothing holds the whole audience), duplicates by number are left out and counted.
+    The audience is split into parts of ``rows_per_file`` valid recipients; suppressed numbers are then left
+    out of their part (so a retry with a grown suppression list keeps the other parts as they were).
 
     :param rows: mappings (dicts, ``DataFrame.to_dict("records")``, DB rows) with the number and the values.
     :param message: the text with ``##name##`` placeholders.
@@ -288,6 +356,9 @@ def build_workbooks(
     :param on_invalid: ``"fail"`` raises listing the problems (no workbook is left behind), ``"skip"``
         leaves bad rows out and reports them in ``invalid``.
     :param name_prefix: workbook file names are ``<prefix>-001.xlsx``, ``<prefix>-002.xlsx`` ...
+    :param suppressed: returns the suppressed numbers among the msisdns it is given (looked up in batches).
+    :param tally: counts each recipient's text; its ``max_segments`` refuses a row (named by position)
+        whose text is too long. With a tally, ``samples`` holds the first few texts.
     :raises MessageCentralValidationError: on a missing column, bad rows (with ``"fail"``) or no recipient.
 
     Example::
@@ -304,91 +375,25 @@ def build_workbooks(
     _check_arguments(number_column, rows_per_file, on_invalid, name_prefix)
     if not isinstance(message, str) or not message.strip():
         raise MessageCentralValidationError("message is empty")
-    names = placeholders(message)
     mapping = dict(columns or {})
-    sources = {name: str(mapping.get(name, name)) for name in names if name != number_column}
-    header = [number_column, *sources]
+    sources = {name: str(mapping.get(name, name)) for name in placeholders(message) if name != number_column}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
-    writer = _PartWriter(out, name_prefix, header, rows_per_file)
-    fail = on_invalid == "fail"
-    problems: list[InvalidCell] = []
-    problem_total = bad_rows = duplicates = position = 0
-    seen: set[int] = set()
-    countries: dict[str, int] = {}
+    writer = _PartWriter(out, name_prefix, [number_column, *sources])
+    builder = _AudienceBuilder(
+        writer,
+        message=message,
+        sources=sources,
+        default_country=default_country,
+        rows_per_file=rows_per_file,
+        fail=on_invalid == "fail",
+        suppressed=suppressed,
+        tally=tally,
+    )
     try:
         for position, row in enumerate(rows, start=1):
-            if not isinstance(row, Mapping):
-                raise MessageCentralValidationError(
-                    f"row {position}: expected a mapping of column -> value, got {type(row).__name__}"
-                )
-            if position == 1:
-                _check_first_row(row, number_column, sources)
-            row_problems: list[InvalidCell] = []
-            number, reason = number_problem(row.get(number_column), default_country)
-            if reason is not None:
-                row_problems.append(InvalidCell(position, number_column, reason))
-            cells = [number.msisdn if number is not None else ""]
-            for name, source in sources.items():
-                value = row.get(source, _MISSING)
-                text = None if value is _MISSING else cell_text(value)
-                if text is None:
-                    state = "missing" if value is _MISSING else "empty"
-                    row_problems.append(InvalidCell(position, source, f"{state}, needed by ##{name}##"))
-                elif len(text) > EXCEL_MAX_CELL_CHARS:
-                    row_problems.append(
-                        InvalidCell(position, source, f"{len(text)} characters, over Excel's cell limit")
-                    )
-                elif not _is_utf8(text):
-                    row_problems.append(
-                        InvalidCell(position, source, "not valid Unicode text (lone surrogate: mis-decoded bytes?)")
-                    )
-                cells.append(text or "")
-            if row_problems:
-                bad_rows += 1
-                problem_total += len(row_problems)
-                if fail:
-                    if not problems:
-                        writer.discard()  # the build fails: stop writing, keep counting problems
-                    problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(problems))])
-                else:
-                    problems.extend(row_problems)
-                continue
-            assert number is not None
-            key = int(cells[0])  # ints: a set of a million numbers stays small
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            if not (fail and problems):
-                writer.write(cells)
-                countries[number.country_code] = countries.get(number.country_code, 0) + 1
-        parts = writer.close()
+            builder.add(position, row)
+        return builder.finish()
     except BaseException:
         writer.discard()
         raise
-
-    if fail and problems:
-        writer.discard()
-        raise MessageCentralValidationError(
-            invalid_text(problems, problem_total, bad_rows, "the audience") + "; nothing was written"
-        )
-    if writer.total == 0:
-        writer.discard()
-        if position == 0:
-            raise MessageCentralValidationError("the audience is empty: no rows were given")
-        raise MessageCentralValidationError(
-            f"no recipient left: {position} row(s) read, {bad_rows} invalid, {duplicates} duplicate(s)"
-            + (f"; {invalid_text(problems, problem_total, bad_rows, 'the audience')}" if problems else "")
-        )
-    return BuiltWorkbooks(
-        parts=parts,
-        rows=writer.total,
-        invalid=problems,
-        duplicates=duplicates,
-        columns=header,
-        skipped=bad_rows,
-        input_rows=position,
-        country_codes=countries,
-    )

@@ -16,7 +16,8 @@ from typing import Any
 
 from python_calamine import CalamineWorkbook
 
-from airflow_provider_messagecentral.audience.workbook_build import (
+from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.rows import (
     ERRORS_SHOWN,
     InvalidCell,
     cell_text,
@@ -169,6 +170,52 @@ def _column_index(path: Path, sheet: _Sheet, name: str, role: str) -> int:
     raise _refuse(path, f"no {role} column {name!r} in the header row (row {sheet.header_row}); found: {found}{hint}")
 
 
+@dataclass(frozen=True)
+class _Column:
+    """A column the check reads: where it is, and the placeholder it fills (none for the number column)."""
+
+    index: int
+    header: str
+    letter: str
+    placeholder: str = ""
+
+
+def _columns(path: Path, sheet: _Sheet, message: str, number_column: str) -> tuple[_Column, list[_Column]]:
+    """The number column and one column per placeholder of ``message``; refuse when one is missing."""
+    index = _column_index(path, sheet, number_column, "number")
+    number = _Column(index, number_column, column_letter(index + sheet.col_offset))
+    needed: list[_Column] = []
+    missing: list[str] = []
+    for name in placeholders(message):
+        if name == number_column:
+            continue
+        if name in sheet.headers:
+            index = _column_index(path, sheet, name, "placeholder")
+            needed.append(_Column(index, name, column_letter(index + sheet.col_offset), name))
+        else:
+            missing.append(f"##{name}##")
+    if missing:
+        found = ", ".join(repr(h) for h in sheet.headers if h) or "none"
+        raise _refuse(path, f"no column for placeholder(s) {', '.join(missing)} in the header row; found: {found}")
+    return number, needed
+
+
+def _row_problems(
+    raw: list[Any], row_number: int, number: _Column, needed: list[_Column], default_country: str
+) -> tuple[PhoneNumber | None, list[InvalidCell]]:
+    """The row's number, and what is wrong with the row (an unusable number, an empty placeholder value)."""
+    width = len(raw)
+    parsed, reason = number_problem(raw[number.index] if number.index < width else None, default_country)
+    problems: list[InvalidCell] = []
+    if reason is not None:
+        problems.append(InvalidCell(row_number, number.header, reason, number.letter))
+    for column in needed:
+        if cell_text(raw[column.index] if column.index < width else None) is None:
+            reason = f"empty, needed by ##{column.placeholder}##"
+            problems.append(InvalidCell(row_number, column.header, reason, column.letter))
+    return parsed, problems
+
+
 @dataclass
 class WorkbookCheck:
     """
@@ -226,24 +273,8 @@ def check_workbook(
     sheet = _open_sheet(path)
     if sheet.height - 1 > max_rows:
         raise _refuse(path, f"{sheet.height - 1} rows under the header, over the limit of {max_rows}")
-    num_idx = _column_index(path, sheet, number_column, "number")
-    needed: list[tuple[int, str, str]] = []  # (column index, header, placeholder)
-    missing: list[str] = []
-    for name in placeholders(message):
-        if name == number_column:
-            continue
-        if name in sheet.headers:
-            needed.append((_column_index(path, sheet, name, "placeholder"), name, name))
-        else:
-            missing.append(f"##{name}##")
-    if missing:
-        found = ", ".join(repr(h) for h in sheet.headers if h) or "none"
-        raise _refuse(path, f"no column for placeholder(s) {', '.join(missing)} in the header row; found: {found}")
-    offset = sheet.col_offset
-    num_letter = column_letter(num_idx + offset)
-    letters = {idx: column_letter(idx + offset) for idx, _, _ in needed}
+    number_col, needed = _columns(path, sheet, message, number_column)
     headers = sheet.headers
-
     problems: list[InvalidCell] = []
     problem_total = bad_rows = count = duplicates = 0
     first = last = 0
@@ -252,8 +283,7 @@ def check_workbook(
     row_number = sheet.header_row
     for raw in sheet.rows:
         row_number += 1
-        width = len(raw)
-        number = raw[num_idx] if num_idx < width else None
+        number = raw[number_col.index] if number_col.index < len(raw) else None
         if (number is None or number == "") and not any(cell_text(v) is not None for v in raw):
             continue  # a blank row is not a recipient
         count += 1
@@ -261,13 +291,7 @@ def check_workbook(
             raise _refuse(path, f"more than {max_rows} recipient rows (limit)")
         first = first or row_number
         last = row_number
-        row_problems: list[InvalidCell] = []
-        parsed, reason = number_problem(number, default_country)
-        if reason is not None:
-            row_problems.append(InvalidCell(row_number, number_column, reason, num_letter))
-        for idx, header, name in needed:
-            if cell_text(raw[idx] if idx < width else None) is None:
-                row_problems.append(InvalidCell(row_number, header, f"empty, needed by ##{name}##", letters[idx]))
+        parsed, row_problems = _row_problems(raw, row_number, number_col, needed, default_country)
         if row_problems:
             bad_rows += 1
             problem_total += len(row_problems)

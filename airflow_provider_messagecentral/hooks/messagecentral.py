@@ -235,7 +235,7 @@ class MessageCentralHook(BaseHook):
         Upload an .xlsx workbook (path or bytes) with a prepared request; ``##varN##`` placeholders in its
         message are filled from the workbook's columns by MessageCentral.
 
-        Validate the workbook first (``airflow_provider_messagecentral.audience.workbook.check_workbook``); this
+        Validate the workbook first (``airflow_provider_messagecentral.audience.workbook_check.check_workbook``); this
         method only checks that the content is a zip-based .xlsx of at most 50 MiB.
 
         :param country_code: dialling code of the workbook's national numbers (default the request's).

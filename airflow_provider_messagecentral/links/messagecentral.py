@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
-from airflow_provider_messagecentral.campaign.keys import campaign_key_of as _task_campaign
+from airflow_provider_messagecentral.campaign.keys import campaign_key_of
 
 #: Where the plugin mounts the receiver (and with it the dashboard) in the api-server.
 DASHBOARD_PATH = "/messagecentral/dashboard"
@@ -24,17 +24,17 @@ def _base_url() -> str:
         return ""
 
 
-def campaign_key_of(operator: Any, ti_key: Any) -> str:
+def linked_campaign(operator: Any, ti_key: Any) -> str:
     """
     The campaign a task's link opens: the sensor's (rendered) ``campaign`` argument when it names one,
-    else the task instance's own campaign (a send task: ``make_campaign_key`` of its dag/run/task/map index).
+    else the task instance's own campaign (a send task: ``campaign_key_of(ti_key)``, its dag/run/task/map index).
     """
     campaign = getattr(operator, "campaign", None)
     if isinstance(campaign, Mapping):
         campaign = campaign.get("campaign")
     if isinstance(campaign, str) and campaign.strip() and "{{" not in campaign:
         return campaign.strip()
-    return _task_campaign(ti_key)
+    return campaign_key_of(ti_key)
 
 
 class MessageCentralDeliveryReportLink(BaseOperatorLink):
@@ -54,5 +54,5 @@ class MessageCentralDeliveryReportLink(BaseOperatorLink):
     name = "Delivery report"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        key = campaign_key_of(operator, ti_key)
+        key = linked_campaign(operator, ti_key)
         return f"{_base_url()}{DASHBOARD_PATH}/campaigns/{quote(key, safe='')}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.safety.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, analyse
@@ -81,15 +80,14 @@ class SegmentTally:
     def segmented(self) -> bool:
         return self.flow_type.upper() in SEGMENTED_FLOWS
 
-    def add(self, text: str, *, where: str, recipients: int = 1) -> SegmentInfo:
+    def check(self, text: str, *, where: str) -> SegmentInfo:
         """
-        Count ``text`` sent to ``recipients`` recipients.
+        Analyse ``text`` without counting it.
 
         :raises MessageCentralValidationError: when it takes more than ``max_segments`` segments, naming
             ``where`` (the row or the task) and why (encoding, the first character forcing UCS-2).
         """
         info = analyse(text)
-        per_message = info.segments if self.segmented else 1
         if self.segmented and self.max_segments is not None and info.segments > self.max_segments:
             why = ""
             if info.encoding != GSM7:
@@ -98,10 +96,20 @@ class SegmentTally:
                 f"{where}: the message takes {describe(info)}, over max_segments={self.max_segments}{why}; "
                 "nothing was sent (shorten the text or raise max_segments)"
             )
+        return info
+
+    def count(self, info: SegmentInfo, recipients: int = 1) -> None:
+        """Count a checked text (see :meth:`check`) sent to ``recipients`` recipients."""
+        per_message = info.segments if self.segmented else 1
         self.messages += recipients
         self.segments += per_message * recipients
         self.encodings[info.encoding] = self.encodings.get(info.encoding, 0) + recipients
         self.largest = max(self.largest, per_message)
+
+    def add(self, text: str, *, where: str, recipients: int = 1) -> SegmentInfo:
+        """Check ``text`` (see :meth:`check`) and count it for ``recipients`` recipients."""
+        info = self.check(text, where=where)
+        self.count(info, recipients)
         return info
 
 
@@ -132,7 +140,3 @@ def check_budget(segments: int, price_per_segment: float | None, max_cost: float
             f"{max_cost:g}; nothing was sent"
         )
     return cost
-
-
-def cost_summary(tally: SegmentTally, price_per_segment: float | None) -> dict[str, Any]:
-    return {"segments": tally.segments, "estimated_cost": estimated_cost(tally.segments, price_per_segment)}

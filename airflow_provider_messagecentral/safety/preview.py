@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_messagecentral.safety.cost import SegmentTally
-from airflow_provider_messagecentral.safety.segments import analyse
+from airflow_provider_messagecentral.safety.segments import SegmentInfo, analyse
 
 DRY_RUN_PARAM = "messagecentral_dry_run"
 DRY_RUN_VARIABLE = "messagecentral_dry_run"
@@ -53,9 +53,9 @@ def dry_run_reason(task_dry_run: bool, context: Mapping[str, Any]) -> str | None
     return None
 
 
-def sample(mobile: str, text: str, *, segmented: bool = True) -> dict[str, Any]:
-    """One preview sample: ``{"mobile": "+91...", "text", "encoding", "segments"}``."""
-    info = analyse(text)
+def sample(mobile: str, text: str, *, segmented: bool = True, info: SegmentInfo | None = None) -> dict[str, Any]:
+    """One preview sample: ``{"mobile": "+91...", "text", "encoding", "segments"}`` (``info``: already analysed)."""
+    info = info or analyse(text)
     return {
         "mobile": mobile if mobile.startswith("+") else f"+{mobile}",
         "text": text,

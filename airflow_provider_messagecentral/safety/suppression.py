@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber, parse_number
+from airflow_provider_messagecentral.audience.phone import Audience, PhoneNumber, normalize_numbers
 from airflow_provider_messagecentral.audience.sources import NUMBER_HEADER_WORDS, read_number_file, sql_rows
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.reports.store import ReportStore, get_store
@@ -42,11 +42,9 @@ def is_sql(value: str) -> bool:
     return bool(_SQL_RE.match(value))
 
 
-def _msisdn(raw: object, country: str) -> str | None:
-    try:
-        return parse_number(raw if isinstance(raw, (str, int)) else str(raw), country).msisdn
-    except ValueError:
-        return None
+def _normalise(numbers: Iterable[object], country: str) -> Audience:
+    """The suppression entries through the one normaliser (other values, e.g. a query's Decimals, as text)."""
+    return normalize_numbers((n if isinstance(n, (str, int)) else str(n) for n in numbers), country)
 
 
 @dataclass
@@ -70,6 +68,11 @@ class SuppressionList:
     unreadable: int = 0
     origin: str = "none"
     _cache: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything can be suppressed (numbers from the argument, or the store's table)."""
+        return self.store is not None or bool(self.numbers)
 
     def lookup(self, msisdns: Iterable[str]) -> set[str]:
         """The suppressed numbers among ``msisdns``."""
@@ -158,16 +161,9 @@ def load_suppression(
         raise MessageCentralValidationError(
             f"suppression must be a list of numbers, a file path or a SQL query, got {type(value).__name__}"
         )
-    numbers: set[str] = set()
-    unreadable = 0
-    for item in raw:
-        if item is None or str(item).strip() == "":
-            continue
-        msisdn = _msisdn(item, country)
-        if msisdn is None:
-            unreadable += 1
-        else:
-            numbers.add(msisdn)
+    audience = _normalise((item for item in raw if item is not None and str(item).strip() != ""), country)
+    numbers = {n.msisdn for n in audience.numbers}
+    unreadable = len(audience.invalid)
     if unreadable:
         log.warning("%d entr(y/ies) of the %s are not phone numbers and were ignored", unreadable, origin)
     return SuppressionList(frozenset(numbers), store, unreadable, origin)
@@ -176,21 +172,13 @@ def load_suppression(
 # -- the store's suppression table -----------------------------------------------------------------------------
 
 
-def _store(store_url: str | None) -> ReportStore:
-    return get_store(store_url)
-
-
-def normalise_numbers(numbers: Iterable[object], country: str = "91") -> tuple[list[str], list[str]]:
-    """``(msisdns, invalid)``: numbers in msisdn form, and the entries that are not phone numbers."""
-    good: list[str] = []
-    bad: list[str] = []
-    for item in numbers:
-        msisdn = _msisdn(item, country)
-        if msisdn is None:
-            bad.append(str(item)[:40])
-        else:
-            good.append(msisdn)
-    return good, bad
+def _msisdns(numbers: Iterable[object], country: str) -> list[str]:
+    """The numbers in msisdn form; refuses the lot when an entry is not a phone number."""
+    audience = _normalise(numbers, country)
+    if audience.invalid:
+        bad = ", ".join(repr(i.raw) for i in audience.invalid[:10])
+        raise MessageCentralValidationError(f"not phone numbers: {bad}")
+    return [n.msisdn for n in audience.numbers]
 
 
 def suppress(numbers: Iterable[object], *, reason: str = "", country: str = "91", store_url: str | None = None) -> int:
@@ -199,23 +187,17 @@ def suppress(numbers: Iterable[object], *, reason: str = "", country: str = "91"
 
     :raises MessageCentralValidationError: when an entry is not a phone number (nothing is added).
     """
-    good, bad = normalise_numbers(numbers, country)
-    if bad:
-        raise MessageCentralValidationError(f"not phone numbers: {', '.join(repr(b) for b in bad[:10])}")
-    return _store(store_url).add_suppressed(good, reason=reason)
+    return get_store(store_url).add_suppressed(_msisdns(numbers, country), reason=reason)
 
 
 def unsuppress(numbers: Iterable[object], *, country: str = "91", store_url: str | None = None) -> int:
     """Remove numbers from the store's suppression table; returns how many were on it."""
-    good, bad = normalise_numbers(numbers, country)
-    if bad:
-        raise MessageCentralValidationError(f"not phone numbers: {', '.join(repr(b) for b in bad[:10])}")
-    return _store(store_url).remove_suppressed(good)
+    return get_store(store_url).remove_suppressed(_msisdns(numbers, country))
 
 
 def list_suppression(page: int = 1, page_size: int = 100, *, store_url: str | None = None) -> dict[str, Any]:
     """One page of the suppression table: ``{"items": [{"mobile", "reason", "added_at"}], "total", ...}``."""
-    return _store(store_url).list_suppressed(page=page, page_size=page_size)
+    return get_store(store_url).list_suppressed(page=page, page_size=page_size)
 
 
 __all__ = [
@@ -223,7 +205,6 @@ __all__ = [
     "is_sql",
     "list_suppression",
     "load_suppression",
-    "normalise_numbers",
     "suppress",
     "unsuppress",
 ]

@@ -1,4 +1,4 @@
-"""Send operators with HTTP mocked at the hook's boundary (``MessageCentralHook._send``) and a real SQLite ledger."""
+"""Send operators with HTTP faked at the transport (``tests/unit/fake_http.py``) and a real SQLite ledger."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
+from fake_http import Call, FakeMessageCentral, install, ok_send
 
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralBulkError,
-    MessageCentralError,
     MessageCentralUncertainError,
     MessageCentralValidationError,
 )
-from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.operators.messagecentral import (
     MessageCentralBulkSendOperator,
     MessageCentralFileSendOperator,
@@ -28,27 +28,9 @@ PASSWORD = "s3cret-Pa55word"
 TOKEN = "pre.issued.token-XYZ"
 
 
-class FakeApi:
-    """Stands in for the HTTP exchange of ``MessageCentralHook._send``; can fail the nth send."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.fail_at: dict[int, Exception] = {}
-
-    def __call__(self, hook: MessageCentralHook, params: dict[str, str], *, what: str, files: Any = None) -> dict:
-        number = len(self.calls) + 1
-        self.calls.append({"params": dict(params), "what": what, "files": files})
-        if number in self.fail_at:
-            raise self.fail_at[number]
-        return {"transactionId": f"tx-{number}", "verificationId": str(number), "responseCode": "200"}
-
-    def phone_numbers(self) -> list[list[str]]:
-        return [c["params"]["phoneNumbers"].split(", ") for c in self.calls]
-
-
 @pytest.fixture
-def api(mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeApi:
-    fake = FakeApi()
+def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeMessageCentral:
+    """MessageCentral behind the transport: the nth send answers ``tx-n`` unless a test scripts it otherwise."""
     conn = {
         "conn_type": "messagecentral",
         "host": "http://messagecentral.invalid",
@@ -63,9 +45,30 @@ def api(mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeApi
         },
     }
     monkeypatch.setenv("AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT", json.dumps(conn))
-    mocker.patch.object(MessageCentralHook, "_send", autospec=True, side_effect=fake)
+    fake = install(monkeypatch, FakeMessageCentral(send_replies=[ok_send(f"tx-{n}") for n in range(1, 101)]))
     fake.reports_url = conn["extra"]["reports_url"]  # type: ignore[attr-defined]
     return fake
+
+
+def phone_numbers(api: FakeMessageCentral) -> list[list[str]]:
+    """The ``phoneNumbers`` of every bulk request, split."""
+    return [c.params["phoneNumbers"].split(", ") for c in api.send_calls]
+
+
+def refused(code: int, reason: str) -> dict[str, Any]:
+    """A send MessageCentral answers (HTTP 200) with a business error: not sent, not retried."""
+    return {"json": {"responseCode": code, "message": reason, "data": None}}
+
+
+def uploaded_workbook(call: Call, path: Path) -> Path:
+    """Write the .xlsx of a file send's multipart body to ``path``."""
+    boundary = call.headers["Content-Type"].split("boundary=", 1)[1].encode()
+    for part in (call.body or b"").split(b"--" + boundary):
+        head, _, content = part.partition(b"\r\n\r\n")
+        if b'name="file"' in head:
+            path.write_bytes(content.removesuffix(b"\r\n"))
+            return path
+    raise AssertionError("no file in the upload")
 
 
 @pytest.fixture(autouse=True)
@@ -119,14 +122,14 @@ def test_send_operator_rejects_wrong_number_types(number: object) -> None:
         MessageCentralSendOperator(task_id="t", mobile_number=number, message="hi")  # type: ignore[arg-type]
 
 
-def test_templated_values_are_checked_at_execute_not_init(api: FakeApi) -> None:
+def test_templated_values_are_checked_at_execute_not_init(api: FakeMessageCentral) -> None:
     op = MessageCentralSendOperator(
         task_id="t", mobile_number="{{ params.n }}", message="{{ params.m }}", flow_type="{{ params.f }}"
     )
     op.mobile_number, op.message, op.flow_type = "9816100001", "hi", "FAX"  # as rendered
     with pytest.raises(MessageCentralValidationError, match="flow_type must be one of"):
         op.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
 
 
 @pytest.mark.parametrize(
@@ -157,6 +160,7 @@ def test_any_chunk_size_of_at_least_one_is_accepted() -> None:
         ({"rows": [], "workbook": "a.xlsx"}, "got workbook, rows"),
         ({"sql": "SELECT 1"}, "sql= needs sql_conn_id"),
         ({"rows": [{"mobile": "1"}], "rows_per_file": 0}, "rows_per_file must be"),
+        ({"rows": [{"mobile": "1"}], "rows_per_file": 2_000_000}, "rows_per_file must be between 1 and 1048575"),
         ({"rows": [{"mobile": "1"}], "on_invalid": "drop"}, "on_invalid must be"),
         ({"rows": "mobile,var1"}, "rows must be a list of mappings"),
         ({"rows": [{"mobile": "1"}], "columns": ["var1"]}, "columns must map"),
@@ -227,14 +231,14 @@ def test_numbers_file_ending_in_txt_stays_a_path(tmp_path: Path) -> None:
 # -- single send -----------------------------------------------------------------------------------------------
 
 
-def test_single_send_returns_a_small_summary_without_secrets(api: FakeApi) -> None:
+def test_single_send_returns_a_small_summary_without_secrets(api: FakeMessageCentral) -> None:
     op = MessageCentralSendOperator(
         task_id="t", mobile_number="+91 98161 00001", message="Your parcel is out", message_type="transactional"
     )
     summary = op.execute(context())
 
-    assert [c["params"]["mobileNumber"] for c in api.calls] == ["9816100001"]
-    assert api.calls[0]["params"]["messageType"] == "TRANSACTIONAL"
+    assert [c.params["mobileNumber"] for c in api.send_calls] == ["9816100001"]
+    assert api.send_calls[0].params["messageType"] == "TRANSACTIONAL"
     assert set(summary) == {
         "campaign",
         "recipients",
@@ -254,23 +258,23 @@ def test_single_send_returns_a_small_summary_without_secrets(api: FakeApi) -> No
     assert PASSWORD not in text and TOKEN not in text
 
 
-def test_single_send_is_not_repeated_by_a_retry_but_is_by_a_new_run(api: FakeApi) -> None:
+def test_single_send_is_not_repeated_by_a_retry_but_is_by_a_new_run(api: FakeMessageCentral) -> None:
     op = MessageCentralSendOperator(task_id="t", mobile_number="9816100001", message="hi")
     first = op.execute(context(try_number=1))
     again = op.execute(context(try_number=2))
-    assert len(api.calls) == 1
+    assert len(api.send_calls) == 1
     assert again == first  # same campaign, same ids, accepted by the earlier try
 
     other = op.execute(context(run_id="run-2"))
-    assert len(api.calls) == 2
+    assert len(api.send_calls) == 2
     assert other["campaign"] != first["campaign"]
 
 
-def test_invalid_single_number_fails_before_any_request(api: FakeApi) -> None:
+def test_invalid_single_number_fails_before_any_request(api: FakeMessageCentral) -> None:
     op = MessageCentralSendOperator(task_id="t", mobile_number="12345", message="hi")
     with pytest.raises(MessageCentralValidationError, match="mobile_number '12345'"):
         op.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
 
 
 # -- bulk: audiences -------------------------------------------------------------------------------------------
@@ -282,14 +286,14 @@ def _logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_bulk_chunks_deduplicates_and_reports_counts(
-    api: FakeApi, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    api: FakeMessageCentral, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     op = MessageCentralBulkSendOperator(
         task_id="t", phone_numbers=[*NUMBERS, NUMBERS[0], "+91" + NUMBERS[1]], message="Sale", chunk_size=3
     )
     with caplog.at_level(logging.INFO):
         summary = op.execute(context())
-    assert api.phone_numbers() == [
+    assert phone_numbers(api) == [
         [f"91 {n}" for n in NUMBERS[:3]],
         [f"91 {n}" for n in NUMBERS[3:6]],
         [f"91 {NUMBERS[6]}"],
@@ -311,7 +315,7 @@ def test_bulk_chunks_deduplicates_and_reports_counts(
     assert "bulk send: chunk 3/3, 7/7 recipients" in logs
 
 
-def test_bulk_invalid_numbers_fail_before_sending_naming_positions(api: FakeApi) -> None:
+def test_bulk_invalid_numbers_fail_before_sending_naming_positions(api: FakeMessageCentral) -> None:
     op = MessageCentralBulkSendOperator(
         task_id="t", phone_numbers=[NUMBERS[0], "12", NUMBERS[1], "abc"], message="Sale"
     )
@@ -319,51 +323,51 @@ def test_bulk_invalid_numbers_fail_before_sending_naming_positions(api: FakeApi)
         op.execute(context())
     assert "2 invalid phone number(s)" in str(err.value)
     assert "#2 '12'" in str(err.value) and "#4 'abc'" in str(err.value)
-    assert api.calls == []
+    assert api.send_calls == []
 
 
-def test_bulk_on_invalid_skip_sends_to_the_valid_ones(api: FakeApi) -> None:
+def test_bulk_on_invalid_skip_sends_to_the_valid_ones(api: FakeMessageCentral) -> None:
     op = MessageCentralBulkSendOperator(
         task_id="t", phone_numbers=[NUMBERS[0], "12", NUMBERS[1]], message="Sale", on_invalid="skip"
     )
     summary = op.execute(context())
-    assert api.phone_numbers() == [[f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"]]
+    assert phone_numbers(api) == [[f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"]]
     assert (summary["recipients"], summary["invalid"]) == (2, 1)
 
 
-def test_bulk_reads_a_csv_with_a_number_column(api: FakeApi, tmp_path: Path) -> None:
+def test_bulk_reads_a_csv_with_a_number_column(api: FakeMessageCentral, tmp_path: Path) -> None:
     path = tmp_path / "audience.csv"
     path.write_text(f"id;name;Phone No\n1;A;{NUMBERS[0]}\n2;B;+91{NUMBERS[1]}\n\n3;C;{NUMBERS[0]}\n")
     summary = MessageCentralBulkSendOperator(task_id="t", phone_numbers=str(path), message="x").execute(context())
-    assert api.phone_numbers() == [[f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"]]
+    assert phone_numbers(api) == [[f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"]]
     assert summary["duplicates"] == 1
 
 
-def test_bulk_reads_a_headerless_csv_and_a_text_file(api: FakeApi, tmp_path: Path) -> None:
+def test_bulk_reads_a_headerless_csv_and_a_text_file(api: FakeMessageCentral, tmp_path: Path) -> None:
     csv_path = tmp_path / "plain.csv"
     csv_path.write_text(f"{NUMBERS[0]},x\n{NUMBERS[1]},y\n")
     txt_path = tmp_path / "numbers.txt"
     txt_path.write_text(f"# audience\n{NUMBERS[2]}\n\n{NUMBERS[3]}\n")
     MessageCentralBulkSendOperator(task_id="a", phone_numbers=str(csv_path), message="x").execute(context())
     MessageCentralBulkSendOperator(task_id="b", phone_numbers=str(txt_path), message="x").execute(context(task_id="b"))
-    assert api.phone_numbers() == [
+    assert phone_numbers(api) == [
         [f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"],
         [f"91 {NUMBERS[2]}", f"91 {NUMBERS[3]}"],
     ]
 
 
-def test_bulk_file_errors_name_the_line(api: FakeApi, tmp_path: Path) -> None:
+def test_bulk_file_errors_name_the_line(api: FakeMessageCentral, tmp_path: Path) -> None:
     path = tmp_path / "numbers.txt"
     path.write_text(f"{NUMBERS[0]}\n\nnope\n")
     with pytest.raises(MessageCentralValidationError, match=r"#2 \(line 3\) 'nope'"):
         MessageCentralBulkSendOperator(task_id="t", phone_numbers=str(path), message="x").execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
 
 
-def test_bulk_accepts_a_rendered_list_text(api: FakeApi) -> None:
+def test_bulk_accepts_a_rendered_list_text(api: FakeMessageCentral) -> None:
     op = MessageCentralBulkSendOperator(task_id="t", phone_numbers=str(NUMBERS[:2]), message="x")
     op.execute(context())
-    assert api.phone_numbers() == [[f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"]]
+    assert phone_numbers(api) == [[f"91 {NUMBERS[0]}", f"91 {NUMBERS[1]}"]]
 
 
 @pytest.mark.parametrize(
@@ -373,13 +377,13 @@ def test_bulk_accepts_a_rendered_list_text(api: FakeApi) -> None:
         ("/nowhere/numbers.csv", "does not exist"),
     ],
 )
-def test_bulk_rejects_strings_that_are_not_lists_or_files(api: FakeApi, value: str, error: str) -> None:
+def test_bulk_rejects_strings_that_are_not_lists_or_files(api: FakeMessageCentral, value: str, error: str) -> None:
     with pytest.raises(MessageCentralValidationError, match=error):
         MessageCentralBulkSendOperator(task_id="t", phone_numbers=value, message="x").execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
 
 
-def test_bulk_summary_leaves_out_transaction_ids_when_there_are_many(api: FakeApi) -> None:
+def test_bulk_summary_leaves_out_transaction_ids_when_there_are_many(api: FakeMessageCentral) -> None:
     numbers = [f"98162{i:05d}" for i in range(21)]
     summary = MessageCentralBulkSendOperator(task_id="t", phone_numbers=numbers, message="x", chunk_size=1).execute(
         context()
@@ -390,8 +394,8 @@ def test_bulk_summary_leaves_out_transaction_ids_when_there_are_many(api: FakeAp
 # -- bulk: the ledger across retries ---------------------------------------------------------------------------
 
 
-def test_final_error_names_what_was_and_was_not_sent_and_the_retry_sends_the_rest(api: FakeApi) -> None:
-    api.fail_at[3] = MessageCentralError("bulk send of 2 numbers: refused: ROUTE_BLOCKED", code=705)
+def test_final_error_names_what_was_and_was_not_sent_and_the_retry_sends_the_rest(api: FakeMessageCentral) -> None:
+    api.send_replies[2] = refused(705, "ROUTE_BLOCKED")
     op = MessageCentralBulkSendOperator(task_id="t", phone_numbers=NUMBERS[:6], message="Sale", chunk_size=2)
 
     with pytest.raises(MessageCentralBulkError) as err:
@@ -402,18 +406,18 @@ def test_final_error_names_what_was_and_was_not_sent_and_the_retry_sends_the_res
     assert err.value.code == 705
 
     summary = op.execute(context(try_number=2))
-    sent = [n for chunk in api.phone_numbers() for n in chunk]
+    sent = [n for chunk in phone_numbers(api) for n in chunk]
     assert sent.count(f"91 {NUMBERS[4]}") == 2  # chunk 3: refused once, then accepted
-    assert len(set(sent)) == 6 and len(api.calls) == 4  # chunks 1 and 2 not repeated
+    assert len(set(sent)) == 6 and len(api.send_calls) == 4  # chunks 1 and 2 not repeated
     assert (summary["accepted"], summary["skipped"]) == (6, 0)
     units = get_store(api.reports_url).get_units(summary["campaign"])  # type: ignore[attr-defined]
     assert sorted(u.state for u in units.values()) == ["accepted"] * 3
 
 
 def test_uncertain_unit_is_skipped_on_retry_by_default(
-    api: FakeApi, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    api: FakeMessageCentral, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api.fail_at[2] = MessageCentralUncertainError("bulk send: read timed out")
+    api.send_replies[1] = requests.ReadTimeout()
     op = MessageCentralBulkSendOperator(task_id="t", phone_numbers=NUMBERS[:6], message="Sale", chunk_size=2)
 
     with pytest.raises(MessageCentralUncertainError, match="may or may not have been sent"):
@@ -422,31 +426,31 @@ def test_uncertain_unit_is_skipped_on_retry_by_default(
     with caplog.at_level(logging.WARNING):
         summary = op.execute(context(try_number=2))
 
-    assert len(api.calls) == 3  # chunk 1 and 2 on try 1; only chunk 3 on try 2
+    assert len(api.send_calls) == 3  # chunk 1 and 2 on try 1; only chunk 3 on try 2
     assert (summary["accepted"], summary["skipped"]) == (4, 2)
     assert "2 recipient(s) MAY NOT HAVE BEEN TEXTED" in _logs(caplog, capsys)
     units = get_store(api.reports_url).get_units(summary["campaign"])  # type: ignore[attr-defined]
     assert sorted(u.state for u in units.values()) == ["accepted", "accepted", "pending"]
 
 
-def test_uncertain_unit_is_resent_with_on_uncertain_resend(api: FakeApi) -> None:
-    api.fail_at[2] = MessageCentralUncertainError("bulk send: connection reset")
+def test_uncertain_unit_is_resent_with_on_uncertain_resend(api: FakeMessageCentral) -> None:
+    api.send_replies[1] = requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
     op = MessageCentralBulkSendOperator(
         task_id="t", phone_numbers=NUMBERS[:6], message="Sale", chunk_size=2, on_uncertain="resend"
     )
     with pytest.raises(MessageCentralUncertainError):
         op.execute(context(try_number=1))
     summary = op.execute(context(try_number=2))
-    assert api.phone_numbers()[1] == api.phone_numbers()[2]  # chunk 2 sent again
-    assert len(api.calls) == 4
+    assert phone_numbers(api)[1] == phone_numbers(api)[2]  # chunk 2 sent again
+    assert len(api.send_calls) == 4
     assert (summary["accepted"], summary["skipped"]) == (6, 0)
 
 
-def test_mapped_instances_are_separate_campaigns(api: FakeApi) -> None:
+def test_mapped_instances_are_separate_campaigns(api: FakeMessageCentral) -> None:
     op = MessageCentralSendOperator(task_id="t", mobile_number="9816100001", message="hi")
     a = op.execute(context(map_index=0))
     b = op.execute(context(map_index=1))
-    assert a["campaign"] != b["campaign"] and len(api.calls) == 2
+    assert a["campaign"] != b["campaign"] and len(api.send_calls) == 2
 
 
 # -- file sends ------------------------------------------------------------------------------------------------
@@ -456,19 +460,9 @@ def _rows(count: int) -> list[dict[str, object]]:
     return [{"phone": f"98163{i:05d}", "name": f"N{i}", "amount": i * 1.5} for i in range(count)]
 
 
-def test_file_send_builds_split_workbooks_and_uploads_each(api: FakeApi, tmp_path: Path) -> None:
-    seen: list[list[dict[str, str]]] = []
+def test_file_send_builds_split_workbooks_and_uploads_each(api: FakeMessageCentral, tmp_path: Path) -> None:
+    from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
 
-    from airflow_provider_messagecentral.audience.workbook import iter_workbook_rows
-
-    def capture(hook: MessageCentralHook, params: dict, *, what: str, files: Any = None) -> dict:
-        _name, content, _mime = files["file"]
-        path = tmp_path / f"upload-{len(seen)}.xlsx"
-        path.write_bytes(content)
-        seen.append(list(iter_workbook_rows(path, "phone")))
-        return api(hook, params, what=what, files=None)
-
-    MessageCentralHook._send.side_effect = capture  # type: ignore[attr-defined]
     op = MessageCentralFileSendOperator(
         task_id="t",
         message="Hi ##var1##, you owe ##var2##",
@@ -478,12 +472,16 @@ def test_file_send_builds_split_workbooks_and_uploads_each(api: FakeApi, tmp_pat
         rows_per_file=2,
     )
     summary = op.execute(context())
+    seen = [
+        list(iter_workbook_rows(uploaded_workbook(call, tmp_path / f"upload-{i}.xlsx"), "phone"))
+        for i, call in enumerate(api.send_calls)
+    ]
 
     assert [len(part) for part in seen] == [2, 2, 1]
     assert seen[0][0] == {"phone": "919816300000", "var1": "N0", "var2": "0"}
     assert seen[2][0] == {"phone": "919816300004", "var1": "N4", "var2": "6"}
-    assert api.calls[0]["params"]["message"] == "Hi ##var1##, you owe ##var2##"
-    assert api.calls[0]["params"]["countryCode"] == "91"
+    assert api.send_calls[0].params["message"] == "Hi ##var1##, you owe ##var2##"
+    assert api.send_calls[0].params["countryCode"] == "91"
     assert {k: summary[k] for k in ("recipients", "accepted", "chunks")} == {
         "recipients": 5,
         "accepted": 5,
@@ -491,10 +489,10 @@ def test_file_send_builds_split_workbooks_and_uploads_each(api: FakeApi, tmp_pat
     }
 
     again = op.execute(context(try_number=2))
-    assert len(api.calls) == 3 and again["accepted"] == 5
+    assert len(api.send_calls) == 3 and again["accepted"] == 5
 
 
-def test_file_send_rejects_rows_missing_a_placeholder_value_naming_row_and_column(api: FakeApi) -> None:
+def test_file_send_rejects_rows_missing_a_placeholder_value_naming_row_and_column(api: FakeMessageCentral) -> None:
     rows = _rows(3)
     rows[1]["name"] = ""
     op = MessageCentralFileSendOperator(
@@ -502,10 +500,10 @@ def test_file_send_rejects_rows_missing_a_placeholder_value_naming_row_and_colum
     )
     with pytest.raises(MessageCentralValidationError, match=r"row 2, column 'name': empty, needed by ##var1##"):
         op.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
 
 
-def test_file_send_from_a_dataframe_like_object(api: FakeApi) -> None:
+def test_file_send_from_a_dataframe_like_object(api: FakeMessageCentral) -> None:
     class Frame:
         columns = ["mobile", "var1"]
 
@@ -513,10 +511,10 @@ def test_file_send_from_a_dataframe_like_object(api: FakeApi) -> None:
             return iter([("9816300001", "A"), ("9816300002", "B")])
 
     summary = MessageCentralFileSendOperator(task_id="t", message="Hi ##var1##", dataframe=Frame()).execute(context())
-    assert summary["recipients"] == 2 and len(api.calls) == 1
+    assert summary["recipients"] == 2 and len(api.send_calls) == 1
 
 
-def test_file_send_from_sql_streams_rows_through_the_db_hook(api: FakeApi, mocker: Any) -> None:
+def test_file_send_from_sql_streams_rows_through_the_db_hook(api: FakeMessageCentral, mocker: Any) -> None:
     cursor = mocker.MagicMock()
     cursor.description = [("mobile",), ("var1",)]
     cursor.fetchmany.side_effect = [[("9816300001", "A"), ("9816300002", "B")], [("9816300003", "C")], []]
@@ -544,10 +542,52 @@ def test_file_send_from_sql_streams_rows_through_the_db_hook(api: FakeApi, mocke
     get_connection.assert_any_call("crm")
 
 
-def test_file_send_rejects_a_workbook_that_is_not_xlsx(api: FakeApi, tmp_path: Path) -> None:
+def test_file_send_rejects_a_workbook_that_is_not_xlsx(api: FakeMessageCentral, tmp_path: Path) -> None:
     path = tmp_path / "audience.xlsx"
     path.write_text("mobile,var1\n9816300001,A\n")
     op = MessageCentralFileSendOperator(task_id="t", message="Hi ##var1##", workbook=str(path))
     with pytest.raises(MessageCentralValidationError, match=r"not an \.xlsx"):
         op.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
+
+
+def test_file_send_unit_keys_are_those_of_earlier_versions(api: FakeMessageCentral) -> None:
+    """
+    A task retried after an upgrade must find its ledger units: these keys were computed by the version that
+    read every built workbook back (suppressed rows dropped from parts cut before suppression).
+    """
+    rows = [
+        {"phone": f"98163{i:05d}", "name": ["Asha", "Ravi ", "Zoë", "😀"][i % 4], "amount": i * 1.5} for i in range(5)
+    ]
+    op = MessageCentralFileSendOperator(
+        task_id="t",
+        message="Hi ##var1##, you owe ##var2##",
+        rows=rows,
+        number_column="phone",
+        columns={"var1": "name", "var2": "amount"},
+        rows_per_file=2,
+        suppression=["9816300002"],
+    )
+    summary = op.execute(context(task_id="send"))
+    units = get_store(api.reports_url).get_units(summary["campaign"])  # type: ignore[attr-defined]
+    assert sorted(units) == [
+        "file-70bb22f0e859a8497521a2e4712f25e1",
+        "file-8f2228febb2be1242a98b459b480e1c9",
+        "file-eb73d35caec3f6c6e66cc1b7fb3a2f0e",
+    ]
+
+
+def test_file_send_never_reads_a_built_workbook_back(api: FakeMessageCentral, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suppression, digests, segments and samples come from the builder's one pass over the rows."""
+    from airflow_provider_messagecentral.audience import workbook_check
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a built workbook was read back")
+
+    monkeypatch.setattr(workbook_check, "_open_sheet", refuse)
+    op = MessageCentralFileSendOperator(
+        task_id="t", message="Hi ##name##", rows=_rows(5), number_column="phone", rows_per_file=2, dry_run=True
+    )
+    preview = op.execute(context())
+    assert (preview["recipients"], preview["chunks"], preview["segments"]) == (5, 3, 5)
+    assert preview["samples"][0] == {"mobile": "+919816300000", "text": "Hi N0", "encoding": "GSM-7", "segments": 1}

@@ -71,6 +71,9 @@ def test_normalize_reports_positions_and_duplicates() -> None:
     assert audience.duplicates == 1
     assert [(i.position, i.raw) for i in audience.invalid] == [(2, "bad"), (5, "123")]
     assert "#2 'bad'" in audience.error_text() and "2 invalid phone number(s)" in audience.error_text()
+    named = audience.error_text(limit=1, origin="file 'a.txt'", where=lambda position: f"#{position} (line 9)")
+    assert named.startswith("2 invalid phone number(s) in the file 'a.txt': #2 (line 9) 'bad': ")
+    assert named.endswith(" (and 1 more)")
 
 
 def test_chunks_stay_within_one_country_and_size() -> None:

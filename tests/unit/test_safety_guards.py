@@ -1,6 +1,6 @@
 """
-Suppression, segments/cost guards, dry runs and send windows on the send operators, with HTTP mocked at the
-hook's boundary (``MessageCentralHook._send``) and a real SQLite store.
+Suppression, segments/cost guards, dry runs and send windows on the send operators, with HTTP faked at the
+transport (``tests/unit/fake_http.py``) and a real SQLite store.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
+from fake_http import Call, FakeMessageCentral, install, ok_send
 
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
-from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.operators.messagecentral import (
     MessageCentralBulkSendOperator,
     MessageCentralFileSendOperator,
@@ -37,26 +37,29 @@ IST = "Asia/Kolkata"
 NUMBERS = [f"98162{i:05d}" for i in range(6)]
 
 
-class FakeApi:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
+def sent_text(api: FakeMessageCentral) -> str:
+    """Everything the sends carried (parameters and bodies), to search for a number."""
+    return repr([(c.params, c.body) for c in api.send_calls])
 
-    def __call__(self, hook: MessageCentralHook, params: dict[str, str], *, what: str, files: Any = None) -> dict:
-        self.calls.append({"params": dict(params), "files": files})
-        return {"transactionId": f"tx-{len(self.calls)}", "verificationId": "1", "responseCode": "200"}
 
-    def text(self) -> str:
-        return repr(self.calls)
+def uploaded_workbook(call: Call, path: Path) -> Path:
+    """Write the .xlsx of a file send's multipart body to ``path``."""
+    boundary = call.headers["Content-Type"].split("boundary=", 1)[1].encode()
+    for part in (call.body or b"").split(b"--" + boundary):
+        head, _, content = part.partition(b"\r\n\r\n")
+        if b'name="file"' in head:
+            path.write_bytes(content.removesuffix(b"\r\n"))
+            return path
+    raise AssertionError("no file in the upload")
 
 
 @pytest.fixture
-def api(mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeApi:
-    fake = FakeApi()
+def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeMessageCentral:
     extra = {"email": "ops@example.com", "auth_token": "tok", "reports_url": f"sqlite:///{tmp_path / 'r.db'}"}
     conn = {"conn_type": "messagecentral", "host": "http://mc.invalid", "login": "C-1", "password": "p", "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT", json.dumps(conn))
     monkeypatch.delenv("AIRFLOW_VAR_MESSAGECENTRAL_DRY_RUN", raising=False)
-    mocker.patch.object(MessageCentralHook, "_send", autospec=True, side_effect=fake)
+    fake = install(monkeypatch, FakeMessageCentral(send_replies=[ok_send(f"tx-{n}") for n in range(1, 101)]))
     fake.reports_url = extra["reports_url"]  # type: ignore[attr-defined]
     fake.conn = conn  # type: ignore[attr-defined]
     return fake
@@ -125,38 +128,36 @@ def test_suppression_table_api_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert list_suppression(store_url=url)["total"] == 1
 
 
-def test_bulk_and_single_leave_suppressed_numbers_out_of_every_request(api: FakeApi, at: Any) -> None:
+def test_bulk_and_single_leave_suppressed_numbers_out_of_every_request(api: FakeMessageCentral, at: Any) -> None:
     suppress([NUMBERS[1]], store_url=api.reports_url)  # type: ignore[attr-defined]
     op = MessageCentralBulkSendOperator(
         task_id="t", phone_numbers=NUMBERS, message="Sale", chunk_size=2, suppression=[NUMBERS[4]]
     )
     summary = op.execute(context())
-    assert NUMBERS[1] not in api.text() and NUMBERS[4] not in api.text()
+    assert NUMBERS[1] not in sent_text(api) and NUMBERS[4] not in sent_text(api)
     assert (summary["recipients"], summary["accepted"], summary["suppressed"]) == (4, 4, 2)
 
     single = MessageCentralSendOperator(task_id="s", mobile_number=NUMBERS[1], message="hi")
-    calls = len(api.calls)
+    calls = len(api.send_calls)
     with pytest.raises(AirflowSkipException, match="suppression list"):
         single.execute(context(run_id="run-2"))
-    assert len(api.calls) == calls
+    assert len(api.send_calls) == calls
 
 
-def test_file_send_rewrites_workbooks_without_suppressed_rows(api: FakeApi, at: Any, mocker: Any) -> None:
-    uploaded: list[list[str]] = []
-    original = MessageCentralHook.send_workbook
+def test_file_send_leaves_suppressed_rows_out_of_the_workbooks(
+    api: FakeMessageCentral, at: Any, tmp_path: Path
+) -> None:
+    from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
 
-    def capture(hook: MessageCentralHook, workbook: Any, request: Any, **options: Any) -> Any:
-        from airflow_provider_messagecentral.audience.workbook import iter_workbook_rows
-
-        uploaded.append([r["mobile"] for r in iter_workbook_rows(workbook)])
-        return original(hook, workbook, request, **options)
-
-    mocker.patch.object(MessageCentralHook, "send_workbook", autospec=True, side_effect=capture)
     rows = [{"mobile": n, "var1": f"N{i}"} for i, n in enumerate(NUMBERS)]
     op = MessageCentralFileSendOperator(
         task_id="t", message="Hi ##var1##", rows=rows, rows_per_file=2, suppression=[NUMBERS[0], NUMBERS[1], NUMBERS[3]]
     )
     summary = op.execute(context())
+    uploaded = [
+        [r["mobile"] for r in iter_workbook_rows(uploaded_workbook(call, tmp_path / f"upload-{i}.xlsx"))]
+        for i, call in enumerate(api.send_calls)
+    ]
     assert uploaded == [["919816200002"], ["919816200004", "919816200005"]]  # part 1 had nobody left
     assert (summary["recipients"], summary["suppressed"], summary["chunks"], summary["segments"]) == (3, 3, 2, 3)
 
@@ -182,7 +183,7 @@ def test_segment_tally_and_budget() -> None:
         check_budget(1000, None, 100)
 
 
-def test_max_segments_names_the_offending_row_before_sending(api: FakeApi, at: Any) -> None:
+def test_max_segments_names_the_offending_row_before_sending(api: FakeMessageCentral, at: Any) -> None:
     rows = [{"mobile": NUMBERS[0], "note": "short"}, {"mobile": NUMBERS[1], "note": "Привет " * 40}]
     op = MessageCentralFileSendOperator(task_id="t", message="##note##", rows=rows, max_segments=3)
     with pytest.raises(MessageCentralValidationError, match=r"row 2: the message takes 5 segment\(s\), UCS-2.*'П'"):
@@ -190,11 +191,11 @@ def test_max_segments_names_the_offending_row_before_sending(api: FakeApi, at: A
     bulk = MessageCentralBulkSendOperator(task_id="b", phone_numbers=NUMBERS, message="x" * 500, max_segments=3)
     with pytest.raises(MessageCentralValidationError, match="task 'b': the message takes 4 segment"):
         bulk.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
 
 
 def test_max_cost_from_the_connection_refuses_a_campaign(
-    api: FakeApi, at: Any, monkeypatch: pytest.MonkeyPatch
+    api: FakeMessageCentral, at: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = api.conn  # type: ignore[attr-defined]
     conn["extra"].update(price_per_segment="0.5", max_cost="2")
@@ -202,7 +203,7 @@ def test_max_cost_from_the_connection_refuses_a_campaign(
     op = MessageCentralBulkSendOperator(task_id="t", phone_numbers=NUMBERS, message="Sale")
     with pytest.raises(MessageCentralValidationError, match="over max_cost=2; nothing was sent"):
         op.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
     ok = MessageCentralBulkSendOperator(task_id="t", phone_numbers=NUMBERS[:4], message="Sale", max_cost=3)
     assert ok.execute(context())["estimated_cost"] == 2.0
 
@@ -224,7 +225,7 @@ def test_dry_run_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_dry_run_of_each_operator_sends_and_records_nothing(api: FakeApi, at: Any) -> None:
+def test_dry_run_of_each_operator_sends_and_records_nothing(api: FakeMessageCentral, at: Any) -> None:
     from airflow_provider_messagecentral.reports.store import get_store
 
     at(23, 30)  # outside the window: a dry run reports the decision instead of deferring
@@ -236,7 +237,7 @@ def test_dry_run_of_each_operator_sends_and_records_nothing(api: FakeApi, at: An
         ),
     ]
     previews = [op.execute(context()) for op in ops]
-    assert api.calls == []
+    assert api.send_calls == []
     assert get_store(api.reports_url).stats()["campaigns"] == 0  # type: ignore[attr-defined]
     assert [p["recipients"] for p in previews] == [1, 6, 1]
     assert {p["send_window"]["action"] for p in previews} == {"defer"}
@@ -248,12 +249,12 @@ def test_dry_run_of_each_operator_sends_and_records_nothing(api: FakeApi, at: An
 # -- send windows on the operators --------------------------------------------------------------------------
 
 
-def test_outside_the_window_defers_to_the_opening(api: FakeApi, at: Any) -> None:
+def test_outside_the_window_defers_to_the_opening(api: FakeMessageCentral, at: Any) -> None:
     at(21, 0)
     op = MessageCentralBulkSendOperator(task_id="t", phone_numbers=NUMBERS, message="Sale")
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
     trigger = deferred.value.trigger
     assert isinstance(trigger, SendWindowTrigger)
     assert trigger.moment == "2024-05-02T09:00:00+05:30"
@@ -264,7 +265,7 @@ def test_outside_the_window_defers_to_the_opening(api: FakeApi, at: Any) -> None
     assert summary["accepted"] == 6
 
 
-def test_skip_fail_and_transactional_outside_the_window(api: FakeApi, at: Any) -> None:
+def test_skip_fail_and_transactional_outside_the_window(api: FakeMessageCentral, at: Any) -> None:
     at(6, 0)
     with pytest.raises(AirflowSkipException, match="on_outside_window='skip'"):
         MessageCentralSendOperator(
@@ -274,7 +275,7 @@ def test_skip_fail_and_transactional_outside_the_window(api: FakeApi, at: Any) -
         MessageCentralSendOperator(
             task_id="t", mobile_number=NUMBERS[0], message="Sale", on_outside_window="fail"
         ).execute(context())
-    assert api.calls == []
+    assert api.send_calls == []
     sent = MessageCentralSendOperator(
         task_id="t", mobile_number=NUMBERS[0], message="OTP 1234", message_type="OTP"
     ).execute(context())

@@ -9,16 +9,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from airflow_provider_messagecentral.audience.workbook import (
-    PLACEHOLDER_RE,
-    build_workbooks,
-    cell_text,
-    check_workbook,
-    column_letter,
-    iter_workbook_rows,
-    placeholders,
-    render,
-)
+from airflow_provider_messagecentral.audience.rows import PLACEHOLDER_RE, cell_text, placeholders, render
+from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
+from airflow_provider_messagecentral.audience.workbook_check import check_workbook, column_letter, iter_workbook_rows
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
 MESSAGE = "Hello ##var1##, your balance is ##var2## on ##var3##"
@@ -395,3 +388,50 @@ def test_row_value_with_a_lone_surrogate_names_row_and_column(tmp_path: Path) ->
     rows = [{"mobile": "9816100001", "var1": "Asha"}, {"mobile": "9816100002", "var1": "bad \ud83d value"}]
     with pytest.raises(MessageCentralValidationError, match=r"row 2, column 'var1': not valid Unicode"):
         build_workbooks(rows, "Hi ##var1##", tmp_path)
+
+
+def test_build_suppresses_counts_samples_and_digests_in_one_pass(tmp_path: Path) -> None:
+    import hashlib
+
+    from airflow_provider_messagecentral.safety.cost import SegmentTally
+
+    lookups: list[list[str]] = []
+
+    def suppressed(msisdns: Iterator[str]) -> set[str]:
+        batch = list(msisdns)
+        lookups.append(batch)
+        return {"919816100001", "919816100002"} & set(batch)
+
+    tally = SegmentTally("SMS", max_segments=6)
+    built = build_workbooks(people(5), MESSAGE, tmp_path, rows_per_file=2, suppressed=suppressed, tally=tally)
+    # Parts are cut before suppression (rows 1-2, 3-4, 5), so a grown suppression list keeps the other parts.
+    assert [(p.path.name, p.index, p.rows, p.first_row, p.mobiles) for p in built.parts] == [
+        ("audience-001.xlsx", 1, 1, 1, ["919816100000"]),
+        ("audience-002.xlsx", 2, 1, 3, ["919816100003"]),
+        ("audience-003.xlsx", 3, 1, 5, ["919816100004"]),
+    ]
+    assert built.parts[1].label(built.part_count) == "workbook 2/3 (rows 3-3)"
+    assert (built.rows, built.suppressed, built.part_count, built.country_codes) == (3, 2, 3, {"91": 3})
+    assert [len(batch) for batch in lookups] == [5]  # looked up in one batch, not per row
+    assert (tally.messages, tally.segments) == (3, 3)
+    assert built.samples[0] == {
+        "mobile": "+919816100000",
+        "text": "Hello Asha 0, your balance is 100 on 2024-01-05",
+        "encoding": "GSM-7",
+        "segments": 1,
+    }
+    for part in built.parts:  # the digest is of the rows as the workbook holds them, in any order
+        header, *rows = read_back(part.path)
+        digest = hashlib.sha256()
+        for line in sorted("\x1f".join(f"{h}={v}" for h, v in zip(header, row, strict=True)) for row in rows):
+            digest.update(line.encode() + b"\n")
+        assert part.digest == digest.digest()
+
+
+def test_build_max_segments_names_the_row_and_leaves_nothing(tmp_path: Path) -> None:
+    from airflow_provider_messagecentral.safety.cost import SegmentTally
+
+    rows = [{"mobile": "9816100001", "var1": "short"}, {"mobile": "9816100002", "var1": "x" * 200}]
+    with pytest.raises(MessageCentralValidationError, match=r"row 2: the message takes 2 segment\(s\)"):
+        build_workbooks(rows, "##var1##", tmp_path, rows_per_file=1, tally=SegmentTally("SMS", max_segments=1))
+    assert list(tmp_path.iterdir()) == []
