@@ -252,7 +252,7 @@ class BaseMessageCentralSendOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> MessageCentralHook:
-        """The hook; tokens are cached per process, so mapped tasks in one worker share one token."""
+        """The hook of the task's connection (one per task instance; every send of the task shares its token)."""
         return MessageCentralHook(messagecentral_conn_id=self.messagecentral_conn_id)
 
     def prepare_request(self) -> SendRequest:

@@ -48,18 +48,15 @@ class MessageCentralSendOperator(BaseMessageCentralSendOperator):
     """
     Send one SMS (or WhatsApp/RCS message) to one number.
 
-    Works with dynamic task mapping: ``MessageCentralSendOperator.partial(...).expand(mobile_number=[...])``.
-    The hook caches its token per process, so mapped tasks that run in one worker process share one token;
-    a pre-issued ``auth_token`` connection extra avoids the token call altogether.
+    Works with dynamic task mapping. Each Airflow 3 task instance runs in its own process and fetches its own
+    token, so many mapped sends make many token requests: give the connection a pre-issued ``auth_token``
+    extra to make it none.
 
     .. code-block:: python
 
-        MessageCentralSendOperator(
-            task_id="notify_customer",
-            mobile_number="{{ params.mobile }}",
-            message="Your order {{ params.order }} has shipped",
-            message_type="TRANSACTIONAL",
-        )
+        MessageCentralSendOperator.partial(
+            task_id="notify_customer", message="Your order has shipped", message_type="TRANSACTIONAL"
+        ).expand(mobile_number=["9816111111", "+919816111112"])
 
     :param mobile_number: national number (read with ``country_code``) or international (``+91...``);
         templated.
