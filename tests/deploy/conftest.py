@@ -32,6 +32,12 @@ def _sigterm(signum: int, _frame: FrameType | None) -> None:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The whole deployment (see ``mc_cluster``), serving the example DAGs plus ``tests/deploy/dags``."""
+    try:
+        import airflow.providers.celery  # noqa: F401
+        import asyncpg  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as err:
+        pytest.fail(f"the deploy extra is not installed ({err}): run ./scripts/cluster.sh install", pytrace=False)
     started = time.monotonic()
     deployment = Cluster(DEPLOY_ARTIFACTS / "cluster", dags=[REPO / "example_dags", Path(__file__).parent / "dags"])
     deployment.down(quiet=True)  # a cluster an earlier, killed session left behind (recorded in its state)
