@@ -11,13 +11,23 @@ Every day at 09:30 Asia/Kolkata this DAG:
    customers have a DELIVRD report, failing early when more than 15% failed;
 4. ``report`` logs the delivery summary and returns it.
 
+**It rehearses until you decide otherwise.** The ``messagecentral_dry_run`` param defaults to true, so every
+run (the scheduled ones included) is a dry run: audience, per-recipient texts, segments and the send-window
+decision are computed and logged as a preview, nothing is sent, and the delivery sensor and ``report`` skip.
+Unpausing the DAG therefore texts nobody, although Airflow starts the latest daily run at once (``catchup=False``
+still schedules the most recent interval). Sending is a deliberate step: trigger a run with
+``{"messagecentral_dry_run": false}``, or, to go live on the schedule, change the param's default to ``False``
+in your copy. Runs need no logical date: the UI's Trigger button, ``airflow dags trigger`` and the REST API
+(``"logical_date": null``) all work.
+
 Connection: ``messagecentral_default`` (type ``messagecentral``). Its ``reports_url`` extra names the store
 the delivery-report receiver writes to, which the sensor reads: run the receiver (``python -m
 airflow_provider_messagecentral.reports serve`` or the api-server plugin) and register its callback URL with
 MessageCentral. ``./scripts/demo.sh`` runs this DAG against the local sandbox.
 
-Params (trigger with config): ``audience_csv`` (another CSV with the same columns), ``audience_limit``
-(send to the first N rows only: rehearse with 10), ``message_type`` (default ``PROMOTIONAL``).
+Params (trigger with config): ``messagecentral_dry_run`` (default true: see above), ``audience_csv`` (another
+CSV with the same columns), ``audience_limit`` (send to the first N rows only), ``message_type`` (default
+``PROMOTIONAL``), ``send_window`` (``"off"`` sends at any hour).
 """
 
 from __future__ import annotations
@@ -82,8 +92,11 @@ with DAG(
     schedule="30 9 * * *",
     start_date=pendulum.datetime(2024, 1, 1, tz="Asia/Kolkata"),
     catchup=False,
-    max_active_runs=1,
     params={
+        # Rehearse by default: unpausing (which starts the latest daily run at once) must not text anyone.
+        "messagecentral_dry_run": Param(
+            True, type="boolean", description="preview only, send nothing; trigger with false to send"
+        ),
         "audience_csv": Param(str(AUDIENCE_CSV), type="string", description="CSV with mobile, var1, var2"),
         "audience_limit": Param(None, type=["null", "integer"], minimum=1, description="first N rows only"),
         "message_type": Param("PROMOTIONAL", enum=["PROMOTIONAL", "TRANSACTIONAL"]),

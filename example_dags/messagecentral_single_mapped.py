@@ -6,10 +6,12 @@ arguments of one send (the customer's number and a text naming the order), and
 ``MessageCentralSendOperator.partial(...).expand_kwargs(...)`` creates one mapped task instance per order, so
 each message is retried, logged and shown in the grid on its own. (For the same text to every number,
 ``.partial(message=...).expand(mobile_number=numbers)`` is enough; for thousands of numbers use the bulk
-operator instead.) Mapped tasks in one worker process share one token; an ``auth_token`` connection extra
-skips the token call entirely.
+operator instead.) Each mapped task instance runs in its own process on whichever worker picks it up, so each
+requests its own MessageCentral token (four orders: four token calls); set the connection's ``auth_token``
+extra (a pre-issued token) to skip the token call in every one of them.
 
-Connection: ``messagecentral_default`` (type ``messagecentral``). Trigger it by hand (no schedule).
+Connection: ``messagecentral_default`` (type ``messagecentral``). No schedule: unpausing it texts nobody; each
+run is a deliberate trigger (UI, ``airflow dags trigger`` or the REST API; it needs no logical date).
 """
 
 from __future__ import annotations

@@ -294,8 +294,9 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
 
     audience = f"the first {args.recipients} customers" if args.recipients else "1,000 customers"
     say(f"  running DAG {DAG_ID}: build audience -> send to {audience} -> wait for delivery -> report")
-    # The demo runs at any hour: lift the promotional send window (09:00-21:00 IST) for this run.
-    conf: dict[str, Any] = {"send_window": "off"}
+    # The demo runs at any hour: lift the promotional send window (09:00-21:00 IST) for this run. The example
+    # DAG dry-runs unless told otherwise (so that unpausing it texts nobody): this run sends, to the sandbox.
+    conf: dict[str, Any] = {"send_window": "off", "messagecentral_dry_run": False}
     if args.recipients:
         conf["audience_limit"] = args.recipients
     with step(f"airflow dags test {DAG_ID}"):

@@ -113,8 +113,8 @@ def test_campaign_texts_every_customer_once_and_reports_the_stored_delivery_summ
     load_example: Any, sandbox: Any, mc_conn: Any, receiver: ReceiverServer
 ) -> None:
     dag = load_example("messagecentral_campaign")
-    # The promotional window is lifted so the run works at any hour.
-    dag_run = dag.test(run_conf={"send_window": "off"})
+    # The promotional window is lifted so the run works at any hour; the DAG dry-runs unless told to send.
+    dag_run = dag.test(run_conf={"send_window": "off", "messagecentral_dry_run": False})
     assert set(states(dag_run).values()) == {"success"}, states(dag_run)
     values = xcoms(dag.dag_id, dag_run.run_id)
 
@@ -200,7 +200,7 @@ def test_single_mapped_texts_each_order_from_its_own_mapped_task(load_example: A
 
 def test_alerting_texts_oncall_naming_the_failed_task(load_example: Any, sandbox: Any, mc_conn: Any) -> None:
     dag = load_example("messagecentral_alerting")
-    dag_run = dag.test()
+    dag_run = dag.test(run_conf={"feed_age_hours": 26})  # a stale feed: the check fails
     assert str(dag_run.state) == "failed"
     assert states(dag_run) == {("check_orders_feed", -1): "failed", ("publish_dashboard", -1): "upstream_failed"}
 
