@@ -60,8 +60,13 @@ def get_provider_info() -> dict[str, Any]:
     }
 
 
-def _field(label: str, description: str, **schema: Any) -> dict[str, Any]:
-    return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+def _field(label: str, description: str, kind: str = "string", **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
+
+
+# Numbers are stored as JSON numbers, not strings: Airflow registers every string value of a connection's
+# extra with its secret masker, and warns ("Skipping masking for a secret as it's too short") in every task
+# and trigger for short ones such as a country code "91". Numbers are not registered.
 
 
 _CONN_FIELDS: dict[str, Any] = {
@@ -71,7 +76,7 @@ _CONN_FIELDS: dict[str, Any] = {
         "Optional. A token issued by MessageCentral; when set the hook skips the token call.",
         format="password",
     ),
-    "country": _field("Account country code", "Dialling code of the account, e.g. 91.", default="91"),
+    "country": _field("Account country code", "Dialling code of the account, e.g. 91.", "integer", default=91),
     "sender_id": _field("Default sender ID", "Registered sender id, e.g. UTOMOB."),
     "flow_type": _field(
         "Default flow type",
@@ -96,11 +101,12 @@ _CONN_FIELDS: dict[str, Any] = {
     "timeout": _field(
         "Timeout (s)",
         "Read timeout in seconds (the connect_timeout extra sets the connect timeout, default 10).",
-        default="30",
+        "number",
+        default=30,
     ),
-    "max_retries": _field("Max retries", "Retries of 429/5xx/connection errors per request.", default="5"),
+    "max_retries": _field("Max retries", "Retries of 429/5xx/connection errors per request.", "integer", default=5),
     "rate_limit_per_second": _field(
-        "Rate limit (requests/s)", "Client-side cap on requests per second for one hook; empty = none."
+        "Rate limit (requests/s)", "Client-side cap on requests per second for one hook; empty = none.", "number"
     ),
     "send_window": _field(
         "Promotional send window",
@@ -108,9 +114,11 @@ _CONN_FIELDS: dict[str, Any] = {
         "Indian numbers); 'off' for none. A task's send_window wins.",
     ),
     "price_per_segment": _field(
-        "Price per SMS segment", "Optional. Used to estimate a campaign's cost (dry-run preview, max_cost)."
+        "Price per SMS segment", "Optional. Used to estimate a campaign's cost (dry-run preview, max_cost).", "number"
     ),
     "max_cost": _field(
-        "Campaign budget (max cost)", "Optional. Campaigns whose estimated cost is higher are refused before sending."
+        "Campaign budget (max cost)",
+        "Optional. Campaigns whose estimated cost is higher are refused before sending.",
+        "number",
     ),
 }

@@ -272,7 +272,7 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
         "host": sandbox_url,
         "login": SANDBOX_ACCOUNT["login"],
         "password": SANDBOX_ACCOUNT["password"],
-        "extra": {"email": SANDBOX_ACCOUNT["email"], "country": "91", "reports_url": reports_url},
+        "extra": {"email": SANDBOX_ACCOUNT["email"], "country": 91, "reports_url": reports_url},
     }
     airflow_env = {
         **base_env,

@@ -288,7 +288,7 @@ class Cluster:
             "host": self.sandbox_url,
             "login": SANDBOX_CUSTOMER,
             "password": st.sandbox_password,
-            "extra": {"email": SANDBOX_EMAIL, "country": "91", "reports_url": self.reports_url},
+            "extra": {"email": SANDBOX_EMAIL, "country": 91, "reports_url": self.reports_url},
         }
 
     def env(self) -> dict[str, str]:
