@@ -131,10 +131,14 @@ def test_the_limits_themselves_are_stored(client: tuple[TestClient, ReportStore]
 
 def test_receiver_store_url_explicit_then_env_then_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the receiver, its CLI and the plugin store reports when not told: one rule, in one place."""
-    from airflow_provider_messagecentral.client.store_url import STORE_URL_ENV, receiver_store_url
+    from airflow_provider_messagecentral.client.store_url import STORE_URL_ENV, choose_receiver_store
+
+    def receiver_store_url(explicit: str | None = None) -> str:
+        return choose_receiver_store(explicit).url
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT", raising=False)
     assert receiver_store_url() == f"sqlite:///{tmp_path.resolve() / 'messagecentral_reports.db'}"
     monkeypatch.setenv(STORE_URL_ENV, "postgres://u:p@db/reports")
     assert receiver_store_url() == "postgresql+psycopg://u:p@db/reports"
