@@ -155,7 +155,8 @@ def get_airflow_connection(conn_id: str) -> Any | None:
     The Airflow connection ``conn_id``, ``None`` when it is not defined.
 
     Looked up as tasks do (environment variables, secrets backends and, inside the api-server, the metadata
-    database), then, for a process outside Airflow's components (``reports serve``), in the metadata database.
+    database), then, for a process outside Airflow's components (``reports serve``), in the metadata database
+    when there is one.
     """
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
@@ -163,13 +164,30 @@ def get_airflow_connection(conn_id: str) -> Any | None:
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        pass
+        if not _metadata_database_exists():
+            return None
     from airflow.models.connection import Connection
 
     try:
         return Connection.get_connection_from_secrets(conn_id)
     except AirflowNotFoundException:
         return None
+
+
+def _metadata_database_exists() -> bool:
+    """Whether Airflow's metadata database is configured and, for SQLite, its file exists (never create one)."""
+    from airflow.sdk import conf
+
+    url = conf.get("database", "sql_alchemy_conn", fallback=None)
+    if not url:
+        return False
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() == "sqlite":
+        return Path(parsed.database or "").is_file() if parsed.database else False
+    return True
 
 
 def connection_store_url(conn_id: str) -> str | None:
@@ -204,15 +222,17 @@ def choose_receiver_store(
     Where the receiver (``reports serve``, the api-server plugin, the ``summary``/``suppression`` commands)
     stores reports: ``explicit`` (``--store-url``) wins, else ``$MESSAGECENTRAL_REPORTS_URL``, else the store
     the ``messagecentral`` connection names (:func:`receiver_conn_id`), else — the connection is not defined —
-    :func:`default_store_url`. An override that differs from the connection's store is logged as a warning
-    (the sensor and the operators read the connection's). ``ValueError`` on an unreadable URL or connection.
+    :func:`default_store_url`. ``$MESSAGECENTRAL_REPORTS_URL`` (ambient, easily left behind) is compared with
+    the connection's store and a difference is a warning (the sensor and the operators read the
+    connection's); an explicit URL is taken as it is. ``ValueError`` on an unreadable URL or connection.
     """
+    if explicit:  # deliberate: no connection is looked up (Airflow need not be configured at all)
+        return StoreChoice(normalize_store_url(explicit), explicit_source, f"set by {explicit_source}")
     name = receiver_conn_id(conn_id)
-    if explicit or os.environ.get(STORE_URL_ENV):
-        source = explicit_source if explicit else STORE_URL_ENV
-        url = normalize_store_url(str(explicit or os.environ.get(STORE_URL_ENV)))
-        reason, differs = _override_reason(url, source, name)
-        return StoreChoice(url, source, reason, warn=differs)
+    if os.environ.get(STORE_URL_ENV):
+        url = normalize_store_url(os.environ[STORE_URL_ENV])
+        reason, differs = _override_reason(url, STORE_URL_ENV, name)
+        return StoreChoice(url, STORE_URL_ENV, reason, warn=differs)
     from_connection = connection_store_url(name)
     if from_connection is not None:
         return StoreChoice(from_connection, f"connection {name}", f"the store connection {name!r} names")

@@ -94,10 +94,13 @@ def test_overrides_win_and_say_when_they_differ_from_the_connection(
     assert (choice.url, choice.source, choice.warn) == (f"sqlite:///{tmp_path / 'env.db'}", STORE_URL_ENV, True)
     assert "OVERRIDES" in choice.reason and "u:***@db/reports" in choice.reason
     assert "conn-Passw0rd" not in choice.reason
-    explicit = choose_receiver_store(conn_url)
-    assert (explicit.source, explicit.warn) == ("--store-url", False)
-    assert "names the same store" in explicit.reason
-    assert explicit.masked == "postgresql+psycopg://u:***@db/reports"
+    monkeypatch.setenv(STORE_URL_ENV, conn_url)
+    same = choose_receiver_store()
+    assert (same.source, same.warn) == (STORE_URL_ENV, False)
+    assert "names the same store" in same.reason
+    assert same.masked == "postgresql+psycopg://u:***@db/reports"
+    explicit = choose_receiver_store(f"sqlite:///{tmp_path / 'cli.db'}")  # deliberate: taken as it is
+    assert (explicit.source, explicit.warn, explicit.reason) == ("--store-url", False, "set by --store-url")
 
 
 def test_a_connection_with_bad_extras_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
