@@ -2,10 +2,14 @@
 Airflow plugin that mounts the delivery-report receiver in the api-server under ``/messagecentral``.
 
 Registered through the ``airflow.plugins`` entry point. Configuration (environment of the api-server):
-``MESSAGECENTRAL_CALLBACK_SECRET`` (required for callbacks; without it they answer 503) and
-``MESSAGECENTRAL_REPORTS_URL`` (default SQLite under ``$AIRFLOW_HOME``). MessageCentral's callback URL is
-then ``https://<airflow>/messagecentral/callback/<secret>``. The read endpoints need an authenticated
-Airflow user (the UI session cookie or ``Authorization: Bearer <Airflow JWT>``).
+``MESSAGECENTRAL_CALLBACK_SECRET`` (required for callbacks; without it they answer 503). Reports are stored
+where the ``messagecentral`` connection says (its ``reports_url`` / ``reports_conn_id``: the store the operators
+and the delivery sensor use): ``messagecentral_default``, or the connection ``$MESSAGECENTRAL_CONN_ID`` /
+``[messagecentral] conn_id`` names; ``$MESSAGECENTRAL_REPORTS_URL`` overrides it; without the connection, SQLite
+under ``$AIRFLOW_HOME``. ``GET /messagecentral/health`` names the store. MessageCentral's callback URL is then
+``https://<airflow>/messagecentral/callback/<secret>``. The read endpoints need an authenticated Airflow user
+(the UI session cookie or ``Authorization: Bearer <Airflow JWT>``). Successful callbacks are left out of the
+api-server's access log (:mod:`~airflow_provider_messagecentral.plugins.access_log`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from airflow_provider_messagecentral.plugins.access_log import quiet_callback_access_log
 from airflow_provider_messagecentral.reports.app import create_app
 
 log = logging.getLogger(__name__)
+
+URL_PREFIX = "/messagecentral"
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -42,8 +49,9 @@ async def airflow_user_required(
 def build_app() -> FastAPI:
     """The receiver as mounted in the api-server (callbacks answer 503 until a secret is configured)."""
     timezone = os.environ.get("MESSAGECENTRAL_REPORTS_TIMEZONE", "UTC")
+    quiet_callback_access_log(URL_PREFIX)
     try:
-        # The store: $MESSAGECENTRAL_REPORTS_URL, else SQLite under $AIRFLOW_HOME (create_app resolves it).
+        # The store is chosen on the first request (the connection is looked up then, not while plugins load).
         return create_app(
             allow_unconfigured=True,
             timezone=timezone,
@@ -80,7 +88,7 @@ class MessageCentralPlugin(AirflowPlugin):
     fastapi_apps = [
         {
             "app": build_app(),
-            "url_prefix": "/messagecentral",
+            "url_prefix": URL_PREFIX,
             "name": "MessageCentral delivery reports",
         }
     ]

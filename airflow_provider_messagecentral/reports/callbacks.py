@@ -3,12 +3,14 @@ The callback endpoints MessageCentral POSTs delivery reports to: ``POST /callbac
 /callback`` (secret in ``X-Callback-Secret``).
 
 One request: the secret and sender checks (503 unconfigured, 403 sender, 401 secret), the body read with its
-limit (413), the JSON parse and report validation (422, nothing stored, no input echoed), the ``apiKey``
-redaction of the raw text kept, then one ingest into the store.
+limit (413), its decoding (UTF-8, or UTF-16/UTF-32 as RFC 8259 §8.1 / RFC 4627 §3 detect them), the JSON parse
+and report validation (422, nothing stored, no input echoed), the ``apiKey`` redaction of the raw text kept,
+then one ingest into the store.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any
 
@@ -40,6 +42,48 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+#: Byte-order marks, longest first (the UTF-32LE mark starts with the UTF-16LE one).
+_BOMS = (
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+
+
+def body_encoding(raw: bytes) -> tuple[str, int]:
+    """
+    The encoding of a JSON body and the length of its byte-order mark: the mark when there is one (RFC 8259
+    §8.1 lets a parser ignore it), else the pattern of zero bytes in the first four (RFC 4627 §3: a JSON text
+    starts with two ASCII characters): ``00 00 00 xx`` UTF-32BE, ``00 xx 00 xx`` UTF-16BE, ``xx 00 00 00``
+    UTF-32LE, ``xx 00 xx 00`` UTF-16LE, else UTF-8.
+    """
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return encoding, len(bom)
+    zeros = tuple(byte == 0 for byte in raw[:4])
+    if len(zeros) == 4 and zeros[:3] == (True, True, True):
+        return "utf-32-be", 0
+    if len(zeros) == 4 and zeros[1:] == (True, True, True):
+        return "utf-32-le", 0
+    if len(zeros) >= 2 and zeros[0] and not zeros[1]:
+        return "utf-16-be", 0
+    if len(zeros) >= 2 and zeros[1] and not zeros[0]:
+        return "utf-16-le", 0
+    return "utf-8", 0
+
+
+def decode_body(raw: bytes) -> str:
+    """The body as text (see :func:`body_encoding`); 422 naming the encoding and the first bad byte."""
+    encoding, bom = body_encoding(raw)
+    try:
+        return raw[bom:].decode(encoding)
+    except UnicodeDecodeError as err:
+        name = encoding.upper().replace("-BE", "BE").replace("-LE", "LE")
+        raise HTTPException(status_code=422, detail=f"body is not {name} (byte {err.start + bom})") from err
+
+
 def _value_error_text(err: ValueError) -> str:
     text = str(err)
     if "integer string conversion" in text:
@@ -47,12 +91,10 @@ def _value_error_text(err: ValueError) -> str:
     return text.split(";", 1)[0][:120]
 
 
-def parse_json(raw: bytes) -> Any:
-    """The JSON document of a body; 422 saying why it cannot be read."""
+def parse_json(text: str) -> Any:
+    """The JSON document of a decoded body; 422 saying why it cannot be read."""
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError as err:
-        raise HTTPException(status_code=422, detail=f"body is not UTF-8 (byte {err.start})") from err
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise HTTPException(
             status_code=422, detail=f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
@@ -98,14 +140,14 @@ def validate_reports(document: Any, timezone: str) -> list[DeliveryReport]:
     return reports
 
 
-def raw_text(raw: bytes, document: Any) -> str:
-    """The body as kept in the raw-report table: with every ``apiKey`` replaced by ``***``."""
+def raw_text(text: str, document: Any) -> str:
+    """The decoded body as kept in the raw-report table: with every ``apiKey`` replaced by ``***``."""
     redacted = False
     for doc in document if isinstance(document, list) else [document]:
         if isinstance(doc, dict) and doc.get("apiKey") not in (None, ""):
             doc["apiKey"] = "***"
             redacted = True
-    return json.dumps(document, ensure_ascii=False) if redacted else raw.decode("utf-8")
+    return json.dumps(document, ensure_ascii=False) if redacted else text
 
 
 async def receive(request: Request, provided: str | None) -> dict[str, int]:
@@ -116,13 +158,13 @@ async def receive(request: Request, provided: str | None) -> dict[str, int]:
     config.check_sender(request)
     if not config.secret_ok(provided):
         raise HTTPException(status_code=401, detail="wrong or missing callback secret")
-    raw = await read_body(request, config.max_body_bytes)
-    document = parse_json(raw)
+    text = decode_body(await read_body(request, config.max_body_bytes))
+    document = parse_json(text)
     reports = validate_reports(document, config.timezone)
-    text = raw_text(raw, document)
+    kept = raw_text(text, document)
     remote = request.client.host if request.client else None
     db = await run_in_threadpool(config.store)
-    result = await run_in_threadpool(db.ingest, reports, [text], remote)
+    result = await run_in_threadpool(db.ingest, reports, [kept], remote)
     return {"stored": result.stored, "duplicates": result.duplicates, "ignored_stale": result.ignored_stale}
 
 

@@ -2,16 +2,23 @@
 Delivery evaluation: judge a campaign summary against the sensor's thresholds, and say where it stands.
 
 The rules the delivery sensor and its trigger share (both are thin Airflow layers over this module): the
-threshold checks, the verdict of one look at a summary, the progress and failure texts, and the one short
-read of a summary from the report store.
+threshold checks, the verdict of one look at a summary, the progress and failure texts, the warning when an
+accepted campaign receives no report at all, and the one short read of a summary from the report store.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
+from airflow_provider_messagecentral.client.store_url import mask_url
+
 Verdict = Literal["success", "failure", "waiting"]
+
+#: Seconds without any delivery report for an accepted campaign before the sensor warns (10 minutes).
+DEFAULT_NO_REPORT_WARNING_AFTER = 600.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,19 @@ def validate_thresholds(
     )
 
 
+def validate_warning_delay(value: Any) -> float | None:
+    """``no_report_warning_after`` as seconds (a number or a ``timedelta``, >= 0), or ``None`` (never warn)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(
+            f"no_report_warning_after must be a number of seconds >= 0, a timedelta or None, got {value!r}"
+        )
+    return float(value)
+
+
 # -- texts ------------------------------------------------------------------------------------------------
 
 
@@ -113,6 +133,65 @@ def timeout_message(campaign: str, summary: dict[str, Any] | None, min_delivered
         f"{progress}; the sensor's timeout passed before the delivered ratio reached "
         f"min_delivered_ratio {_pct(min_delivered_ratio)}"
     )
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"
+
+
+def no_report_message(summary: dict[str, Any], store_url: str, conn_id: str, waited: float) -> str:
+    """The warning for an accepted campaign that has received no delivery report at all: where, and why."""
+    return (
+        f"campaign {summary.get('campaign')}: {int(summary.get('recipients') or 0)} recipients were accepted, "
+        f"but after {_duration(waited)} not one delivery report has reached the report store this sensor reads, "
+        f"{mask_url(store_url)} (connection {conn_id!r}). Likely causes: (1) the callback URL is not registered "
+        "with MessageCentral (register https://<receiver>/callback/<secret>, or "
+        "https://<airflow>/messagecentral/callback/<secret> with the api-server plugin); (2) the receiver "
+        'writes to another store: its GET /health names the store it writes to ("store", "store_from"); '
+        f"run it with --conn-id {conn_id} (or MESSAGECENTRAL_CONN_ID={conn_id}) and without a "
+        "MESSAGECENTRAL_REPORTS_URL / --store-url that points elsewhere"
+    )
+
+
+class NoReportWatch:
+    """
+    Tell once when a campaign whose sends were accepted has received no delivery report at all for ``after``
+    seconds since ``since`` (epoch seconds; the start of the wait).
+
+    :param after: seconds to wait before warning; ``None`` never warns.
+    :param since: when the wait started (default now).
+    :param window: warn only within ``window`` seconds after ``after`` passed (a rescheduled sensor starts
+        afresh at every poke: the poke that crosses the line warns, the later ones do not); ``None``: any time.
+
+    Example::
+
+        watch = NoReportWatch(600)
+        if watch.due(summary):
+            log.warning(no_report_message(summary, store_url, conn_id, watch.waited()))
+    """
+
+    def __init__(self, after: float | None, since: float | None = None, window: float | None = None) -> None:
+        self.after = after
+        self.since = time.time() if since is None else since
+        self.window = window
+        self.warned = False
+
+    def waited(self, now: float | None = None) -> float:
+        """Seconds since the wait started."""
+        return (time.time() if now is None else now) - self.since
+
+    def due(self, summary: dict[str, Any] | None, now: float | None = None) -> bool:
+        """Whether to warn now (true at most once): recipients accepted, no report at all, ``after`` passed."""
+        if self.warned or self.after is None or not summary or int(summary.get("recipients") or 0) <= 0:
+            return False
+        if any(int(n or 0) for n in (summary.get("by_status") or {}).values()):
+            return False
+        waited = self.waited(now)
+        if waited < self.after or (self.window is not None and waited - self.window >= self.after):
+            return False
+        self.warned = True
+        return True
 
 
 # -- the verdict ------------------------------------------------------------------------------------------

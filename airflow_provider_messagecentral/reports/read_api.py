@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from airflow_provider_messagecentral.reports.receiver_config import receiver_config
+from airflow_provider_messagecentral.reports.receiver_config import StoreNotConfigured, receiver_config
 from airflow_provider_messagecentral.reports.store import ReportStore
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,24 @@ def bearer_auth(request: Request, credentials: HTTPAuthorizationCredentials | No
 
 @health_router.get("/health")
 def health(request: Request) -> JSONResponse:
-    """200 when the store answers, 503 otherwise."""
+    """
+    200 when the store answers, 503 otherwise. Names the store callbacks are written to (password masked) and
+    where that came from: ``{"status", "configured", "store": "postgresql+psycopg://u:***@h/db", "store_from":
+    "connection messagecentral_default" | "MESSAGECENTRAL_REPORTS_URL" | "--store-url" | "default" | ...}``.
+    """
     config = receiver_config(request)
+    body: dict[str, Any] = {"status": "unavailable", "configured": config.configured, "store": None, "store_from": None}
+    try:
+        choice = config.store_choice()
+    except StoreNotConfigured as err:
+        return JSONResponse(status_code=503, content={**body, "detail": f"report store not configured: {err}"})
+    body.update(store=choice.masked, store_from=choice.source)
     try:
         ok = config.store().ping()
     except Exception:
-        log.warning("Report store could not be opened", exc_info=True)
+        log.warning("Report store %s could not be opened", choice.masked, exc_info=True)
         ok = False
-    body = {"status": "ok" if ok else "unavailable", "configured": config.configured}
+    body["status"] = "ok" if ok else "unavailable"
     return JSONResponse(status_code=200 if ok else 503, content=body)
 
 

@@ -1,7 +1,11 @@
 """
 What one receiver app knows: its callback secret, body limit, sender allow-list, report time zone, read-auth
-switch and (opened on first use) its report store. Held on ``app.state.receiver``; the routers read it with
-:func:`receiver_config`.
+switch and (chosen and opened on first use) its report store. Held on ``app.state.receiver``; the routers read
+it with :func:`receiver_config`.
+
+The store is the one the ``messagecentral`` connection names (the one the operators and the sensor read), unless
+an explicit URL or ``$MESSAGECENTRAL_REPORTS_URL`` overrides it: see
+:func:`~airflow_provider_messagecentral.client.store_url.choose_receiver_store`.
 """
 
 from __future__ import annotations
@@ -10,18 +14,29 @@ import hmac
 import ipaddress
 import logging
 import os
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 
-from airflow_provider_messagecentral.client.store_url import receiver_store_url
+from airflow_provider_messagecentral.client.store_url import StoreChoice, choose_receiver_store, normalize_store_url
 from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 
 log = logging.getLogger(__name__)
 
 SECRET_ENV = "MESSAGECENTRAL_CALLBACK_SECRET"  # noqa: S105 (the variable name, not a secret)
 MIN_SECRET_LENGTH = 16
+#: The label ``/health`` gives a store URL passed to ``create_app(store_url=...)``.
+ARGUMENT_SOURCE = "store_url argument"
+#: Seconds a failed store choice (unreadable connection, ...) is remembered before it is tried again.
+RETRY_CHOICE_AFTER = 30.0
+
+
+class StoreNotConfigured(Exception):
+    """The receiver cannot tell which report store to use (the message says why; it holds no secret)."""
+
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -56,15 +71,22 @@ class ReceiverConfig:
 
         config = ReceiverConfig.create("sqlite:////data/reports.db", secret="a-long-random-secret")
         config.secret_ok("a-long-random-secret")  # True (constant-time comparison)
+        config.store_choice().source  # "store_url argument"
     """
 
-    store_url: str
     secret: bytes = field(repr=False)
     max_body_bytes: int = 65536
     networks: list[Network] = field(default_factory=list)
     timezone: str = "UTC"
     require_read_auth: bool = True
+    #: an explicit store URL (``create_app(store_url=...)``); ``None``: chosen from the connection.
+    explicit_store_url: str | None = field(default=None, repr=False)
+    #: the ``messagecentral`` connection naming the store (``None``: ``$MESSAGECENTRAL_CONN_ID``, ...).
+    conn_id: str | None = None
+    _choice: StoreChoice | None = field(default=None, repr=False)
+    _choice_error: tuple[float, str] | None = field(default=None, init=False, repr=False)
     _store: ReportStore | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def create(
@@ -77,8 +99,14 @@ class ReceiverConfig:
         timezone: str = "UTC",
         require_read_auth: bool = True,
         allow_unconfigured: bool = False,
+        conn_id: str | None = None,
+        choice: StoreChoice | None = None,
     ) -> ReceiverConfig:
-        """Check the options of ``create_app`` (``ValueError`` on a missing secret, bad limit or address)."""
+        """
+        Check the options of ``create_app`` (``ValueError`` on a missing secret, bad limit, address or URL).
+
+        :param choice: a store already chosen (``reports serve`` chooses once and hands it to its workers).
+        """
         the_secret = resolve_secret(secret)
         if the_secret is None and not allow_unconfigured:
             raise ValueError(
@@ -95,18 +123,49 @@ class ReceiverConfig:
             raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
         networks = parse_networks(allowed_ips)
         return cls(
-            store_url=receiver_store_url(store_url),
             secret=the_secret.encode("utf-8") if the_secret else b"",
             max_body_bytes=max_body_bytes,
             networks=networks,
             timezone=timezone,
             require_read_auth=require_read_auth,
+            explicit_store_url=normalize_store_url(store_url) if store_url else None,
+            conn_id=conn_id,
+            _choice=choice,
         )
 
     @property
     def configured(self) -> bool:
         """Whether a callback secret is set (without one, callbacks answer 503)."""
         return bool(self.secret)
+
+    def store_choice(self) -> StoreChoice:
+        """
+        The report store this receiver writes to and why, chosen on first use and logged (blocking: it may
+        look the connection up; call it in a thread from async code). Raises :class:`StoreNotConfigured` when
+        the connection cannot be read (tried again after :data:`RETRY_CHOICE_AFTER` seconds).
+        """
+        if self._choice is not None:
+            return self._choice
+        with self._lock:
+            if self._choice is not None:
+                return self._choice
+            if self._choice_error is not None and time.monotonic() - self._choice_error[0] < RETRY_CHOICE_AFTER:
+                raise StoreNotConfigured(self._choice_error[1])
+            try:
+                choice = choose_receiver_store(self.explicit_store_url, self.conn_id, explicit_source=ARGUMENT_SOURCE)
+            except Exception as err:
+                reason = f"cannot choose the report store: {type(err).__name__}: {err}"
+                log.error("MessageCentral receiver: %s", reason)
+                self._choice_error = (time.monotonic(), reason)
+                raise StoreNotConfigured(reason) from err
+            log_store_choice(choice)
+            self._choice = choice
+            return choice
+
+    @property
+    def store_url(self) -> str:
+        """The SQLAlchemy URL of :meth:`store_choice` (blocking on first use)."""
+        return self.store_choice().url
 
     def store(self) -> ReportStore:
         """The report store, opened on first use (blocking: call it in a thread from async code)."""
@@ -131,6 +190,14 @@ class ReceiverConfig:
             address = None
         if address is None or not any(address in net for net in self.networks):
             raise HTTPException(status_code=403, detail="sender address not allowed")
+
+
+def log_store_choice(choice: StoreChoice) -> None:
+    """One log line naming the store the receiver writes to (password masked) and why."""
+    level = logging.WARNING if choice.warn else logging.INFO
+    log.log(
+        level, "MessageCentral receiver stores reports in %s (from %s): %s", choice.masked, choice.source, choice.reason
+    )
 
 
 def receiver_config(request: Request) -> ReceiverConfig:

@@ -18,10 +18,14 @@ from airflow.sdk.exceptions import (
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.reports.delivery import (
+    DEFAULT_NO_REPORT_WARNING_AFTER,
+    NoReportWatch,
     evaluate_delivery,
+    no_report_message,
     read_summary,
     unknown_campaign_message,
     validate_thresholds,
+    validate_warning_delay,
 )
 from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger
 
@@ -93,6 +97,10 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
     :param deferrable: check once, then wait in the triggerer (no worker slot held) with
         :class:`~airflow_provider_messagecentral.triggers.messagecentral.MessageCentralDeliveryTrigger`.
         Default from ``[operators] default_deferrable``.
+    :param no_report_warning_after: when the campaign's sends were accepted but not one delivery report has
+        reached the store this long after the sensor started waiting, log one warning naming the store it
+        reads and the likely causes (callback URL not registered with MessageCentral; the receiver writing to
+        another store). Seconds or a ``timedelta``; default 10 minutes; ``None``: never.
     """
 
     template_fields: Sequence[str] = ("campaign",)
@@ -108,6 +116,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         max_failed_ratio: float | None = None,
         final_statuses: list[str] | tuple[str, ...] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        no_report_warning_after: float | timedelta | None = DEFAULT_NO_REPORT_WARNING_AFTER,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -125,9 +134,11 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
             self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses = validate_thresholds(
                 min_delivered_ratio, max_failed_ratio, final_statuses
             )
+            self.no_report_warning_after = validate_warning_delay(no_report_warning_after)
         except ValueError as err:
             raise ValueError(f"{err} (task {self.task_id!r})") from None
         self.deferrable = deferrable
+        self._watch: NoReportWatch | None = None
 
     # -- store ------------------------------------------------------------------------------------------
 
@@ -143,24 +154,39 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
     def _dry_run(self) -> bool:
         return isinstance(self.campaign, Mapping) and self.campaign.get("dry_run") is True
 
-    def check(self, campaign: str) -> dict[str, Any] | None:
+    def check(self, campaign: str, watch: NoReportWatch | None = None) -> dict[str, Any] | None:
         """
         Read the campaign summary once and judge it: the summary when the delivered ratio is reached,
         ``None`` while waiting. Raises ``AirflowFailException`` when the campaign is unknown or failed.
+        With a ``watch``, warn (once) when the campaign has had no report at all for too long.
         """
-        summary = read_summary(self._store_url(), campaign)
+        store_url = self._store_url()
+        summary = read_summary(store_url, campaign)
         if summary is None:
             raise AirflowFailException(unknown_campaign_message(campaign, self.messagecentral_conn_id))
         result = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses)
         self.log.info("%s", result.message)
+        if watch is not None and result.verdict == "waiting" and watch.due(summary):
+            self.log.warning("%s", no_report_message(summary, store_url, self.messagecentral_conn_id, watch.waited()))
         if result.verdict == "failure":
             raise AirflowFailException(result.message)
         return summary if result.verdict == "success" else None
 
     # -- modes ------------------------------------------------------------------------------------------
 
+    def _no_report_watch(self, context: Context) -> NoReportWatch:
+        """The wait's no-report watch: kept across pokes; a rescheduled sensor's wait began at its first poke."""
+        if self._watch is None:
+            since, window = None, None
+            if self.reschedule:  # every poke is a new run of the task: only the poke crossing the line warns
+                first = context["ti"].get_first_reschedule_date(context)
+                since = first.timestamp() if first is not None else None
+                window = float(self.poke_interval)
+            self._watch = NoReportWatch(self.no_report_warning_after, since, window)
+        return self._watch
+
     def poke(self, context: Context) -> PokeReturnValue:
-        summary = self.check(self._campaign_key())
+        summary = self.check(self._campaign_key(), self._no_report_watch(context))
         return PokeReturnValue(is_done=summary is not None, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
@@ -187,6 +213,8 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
                 max_failed_ratio=self.max_failed_ratio,
                 poll_interval=self.poke_interval,
                 final_statuses=self.final_statuses,
+                no_report_warning_after=self.no_report_warning_after,
+                waiting_since=time.time(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

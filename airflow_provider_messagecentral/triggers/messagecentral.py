@@ -12,11 +12,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.reports.delivery import (
+    DEFAULT_NO_REPORT_WARNING_AFTER,
+    NoReportWatch,
     evaluate_delivery,
+    no_report_message,
     read_summary,
     timeout_message,
     unknown_campaign_message,
     validate_thresholds,
+    validate_warning_delay,
 )
 
 #: Consecutive failed polls (store unreachable, locked, ...) the trigger tolerates before it gives up.
@@ -54,6 +58,10 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param final_statuses: the statuses that end a recipient's wait (``None``: the store's); see
         :func:`~airflow_provider_messagecentral.reports.delivery.evaluate_delivery`.
+    :param no_report_warning_after: seconds after ``waiting_since`` at which an accepted campaign without any
+        delivery report gets one warning in the log (naming the store and the likely causes); ``None``: never.
+    :param waiting_since: when the wait began, in epoch seconds (the sensor's defer time); default the start
+        of :meth:`run`. (Triggers serialized before these two arguments existed get the defaults.)
     """
 
     def __init__(
@@ -65,6 +73,8 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         max_failed_ratio: float | None = None,
         poll_interval: float = 60.0,
         final_statuses: list[str] | tuple[str, ...] | None = None,
+        no_report_warning_after: float | None = DEFAULT_NO_REPORT_WARNING_AFTER,
+        waiting_since: float | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(campaign, str) or not campaign.strip():
@@ -78,6 +88,8 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval < 0:
             raise ValueError(f"poll_interval must be a non-negative number of seconds, got {poll_interval!r}")
         self.poll_interval = float(poll_interval)
+        self.no_report_warning_after = validate_warning_delay(no_report_warning_after)
+        self.waiting_since = None if waiting_since is None else float(waiting_since)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -90,6 +102,8 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
                 "max_failed_ratio": self.max_failed_ratio,
                 "poll_interval": self.poll_interval,
                 "final_statuses": list(self.final_statuses) if self.final_statuses is not None else None,
+                "no_report_warning_after": self.no_report_warning_after,
+                "waiting_since": self.waiting_since,
             },
         )
 
@@ -140,6 +154,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
             return
         errors = 0
         summary: dict[str, Any] | None = None
+        watch = NoReportWatch(self.no_report_warning_after, self.waiting_since)
         while True:
             try:
                 summary = await asyncio.to_thread(read_summary, store_url, self.campaign)
@@ -167,6 +182,9 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
                 if event is not None:
                     yield event
                     return
+                if watch.due(summary):
+                    message = no_report_message(summary or {}, store_url, self.messagecentral_conn_id, watch.waited())
+                    self.log.warning("%s", message)
             remaining = self.deadline - time.time()
             if remaining <= 0:
                 yield self._event("timeout", timeout_message(self.campaign, summary, self.min_delivered_ratio), summary)

@@ -52,21 +52,51 @@ def test_without_a_secret_callbacks_answer_503(monkeypatch: pytest.MonkeyPatch, 
     assert health.status_code == 200
 
 
+def test_the_plugin_takes_its_store_from_the_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from airflow_provider_messagecentral.plugins.messagecentral import build_app
+
+    url = f"sqlite:///{tmp_path / 'from-conn.db'}"
+    conn = {"conn_type": "messagecentral", "host": "http://messagecentral.invalid", "extra": {"reports_url": url}}
+    monkeypatch.setenv("AIRFLOW_CONN_MC_PLUGIN_ENV", json.dumps(conn))
+    monkeypatch.setenv("MESSAGECENTRAL_CONN_ID", "mc_plugin_env")
+    monkeypatch.setenv("MESSAGECENTRAL_CALLBACK_SECRET", SECRET)
+    monkeypatch.delenv("MESSAGECENTRAL_REPORTS_URL", raising=False)
+
+    async def call() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=build_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post(f"/callback/{SECRET}", json=REPORT), await client.get("/health")
+
+    callback, health = asyncio.run(call())
+    assert callback.status_code == 200
+    assert (health.json()["store"], health.json()["store_from"]) == (url, "connection mc_plugin_env")
+    assert get_store(url).get_report("plugin-1") is not None
+
+
 @pytest.fixture(scope="module")
 def api_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """
+    ``airflow api-server --workers 2`` with the plugin; the store named by a ``messagecentral`` connection kept
+    in the metadata database (``$MESSAGECENTRAL_CONN_ID``), as the operators and the sensor would read it.
+    """
     work = tmp_path_factory.mktemp("api-server")
     store_url = f"sqlite:///{work / 'reports.db'}"
+    extra = json.dumps({"reports_url": store_url})
+    conn = {"conn_type": "messagecentral", "host": "http://messagecentral.invalid", "extra": extra}
+    added = airflow_cli("connections", "add", "mc_plugin_metastore", "--conn-json", json.dumps(conn))
+    assert added.returncode == 0, added.stderr[-2000:]
     port = free_port()
     log_path = work / "api-server.log"
     env = {
         **os.environ,
         "MESSAGECENTRAL_CALLBACK_SECRET": SECRET,
-        "MESSAGECENTRAL_REPORTS_URL": store_url,
-        "AIRFLOW__API__WORKERS": "1",
+        "MESSAGECENTRAL_CONN_ID": "mc_plugin_metastore",
+        "AIRFLOW__API__WORKERS": "2",
     }
+    env.pop("MESSAGECENTRAL_REPORTS_URL", None)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), "api-server", "--port", str(port), "--host", "127.0.0.1"],
+            [str(VENV_BIN / "airflow"), "api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "2"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -120,3 +150,48 @@ def test_api_server_mounts_the_receiver(api_server: dict[str, str]) -> None:
     log_text = Path(api_server["log"]).read_text()
     assert "/messagecentral/callback/***" in log_text
     assert SECRET not in log_text
+
+
+def test_api_server_health_names_the_connections_store(api_server: dict[str, str]) -> None:
+    health = httpx.get(f"{api_server['url']}/messagecentral/health", timeout=10).json()
+    assert health["status"] == "ok"
+    assert (health["store"], health["store_from"]) == (api_server["store_url"], "connection mc_plugin_metastore")
+
+
+def _access_lines(log_text: str, path_part: str) -> list[str]:
+    return [line for line in log_text.splitlines() if "request finished" in line and path_part in line]
+
+
+def test_successful_callbacks_do_not_flood_the_access_log(api_server: dict[str, str]) -> None:
+    """
+    Airflow's ``http.access`` logger wrote one INFO line per callback (83k lines for 82k callbacks); now only
+    callbacks answered with an error are logged, and every other request as before. Two workers: the filter
+    is installed in each.
+    """
+    base = api_server["url"]
+    before = Path(api_server["log"]).read_text()
+    with httpx.Client(base_url=base, timeout=10, headers={"connection": "close"}) as client:
+        for n in range(40):
+            doc = {**REPORT, "messageId": f"quiet-{n}"}
+            assert client.post(f"/messagecentral/callback/{SECRET}", json=doc).status_code == 200
+        assert (
+            client.post("/messagecentral/callback", json=REPORT, headers={"X-Callback-Secret": SECRET}).status_code
+            == 200
+        )
+        assert client.post("/messagecentral/callback/wrong-secret", json=REPORT).status_code == 401
+        assert client.post(f"/messagecentral/callback/{SECRET}", content=b"{").status_code == 422
+        assert client.get("/api/v2/version").status_code == 200
+    assert wait_until(
+        lambda: (
+            len(Path(api_server["log"]).read_text()) > len(before)
+            and "/api/v2/version" in Path(api_server["log"]).read_text()[len(before) :]
+        ),
+        timeout=10,
+    )
+    new = Path(api_server["log"]).read_text()[len(before) :]
+    callbacks = _access_lines(new, "/messagecentral/callback")
+    assert len(callbacks) == 2, callbacks  # the 401 and the 422
+    assert all("401" in line or "422" in line for line in callbacks)
+    assert _access_lines(new, "/api/v2/version")
+    assert SECRET not in new
+    assert get_store(api_server["store_url"]).get_report("quiet-39") is not None

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers import sandbox_connection
 
+from airflow_provider_messagecentral.client.store_url import mask_url
 from airflow_provider_messagecentral.reports.server import ReceiverServer
 from airflow_provider_messagecentral.reports.store import get_store
 
@@ -36,8 +38,11 @@ def reports_url(request: pytest.FixtureRequest, mc_conn: Any, sandbox: Any, monk
 
 @pytest.fixture
 def receiver(reports_url: str, sandbox: Any) -> Iterator[ReceiverServer]:
-    """The callback receiver on the connection's store, with the sandbox's callbacks pointed at it."""
-    with ReceiverServer(reports_url, SECRET) as server:
+    """
+    The callback receiver with the sandbox's callbacks pointed at it. It is given no store: it writes to the
+    one the ``messagecentral_default`` connection names, where the send's ledger and the sensors read.
+    """
+    with ReceiverServer(None, SECRET) as server:
         # Duplicates and stale UNKNOWNs after the final status: the store must count each recipient once.
         sandbox.configure(
             callback_url=f"{server.url}/callback/{SECRET}",
@@ -78,4 +83,6 @@ def test_sent_campaign_ends_with_every_sensor_mode_succeeding(
         assert summary["delivered_ratio"] == 1.0
     # The reports really came through the receiver into the connection's store.
     assert sandbox.stats()["callbacks_sent"] >= 12
+    health = httpx.get(f"{receiver.url}/health", timeout=10).json()
+    assert (health["store_from"], health["store"]) == ("connection messagecentral_default", mask_url(reports_url))
     assert get_store(reports_url).campaign_summary(campaign) == xcoms["wait_poke"]

@@ -118,3 +118,25 @@ def test_deferred_sensor_times_out_and_soft_fails(dags: Any, mc_conn: Any) -> No
     report(url, [(mobiles[0], "DELIVRD")])
     state, _ = run(dags.deferrable_soft_fail_dag, key)
     assert state == "skipped"
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_no_report_at_all_logs_one_warning_naming_the_store(
+    load_dag_file: Any, mc_conn: Any, capfd: pytest.CaptureFixture[str], airflow_home: Path, mode: str
+) -> None:
+    """Sends accepted, the callback URL never registered: one warning in the task's log, not one per poke."""
+    import time
+
+    dags = load_dag_file(Path(__file__).parent / "dags" / "sensor_no_report.py")
+    url = mc_conn.reports_url
+    key, _ = seed(url, f"silent-{mode}", 6)
+    started = time.time()
+    state, _ = run(getattr(dags, f"{mode}_dag"), key)
+    assert state == "skipped"  # soft_fail: the sensor timed out, nothing came
+    out, err = capfd.readouterr()
+    logs = [p for p in (airflow_home / "logs").rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+    text = "\n".join([out, err, *(p.read_text("utf-8", "replace") for p in logs)])
+    warnings = [line for line in text.splitlines() if "not one delivery report has reached" in line]
+    assert len(warnings) == 1, warnings
+    assert f"campaign {key}: 6 recipients were accepted" in warnings[0]
+    assert url in warnings[0] and "callback URL is not registered with MessageCentral" in warnings[0]

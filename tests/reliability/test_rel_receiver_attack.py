@@ -97,9 +97,17 @@ _mostly_valid = st.builds(
     st.from_regex(r"91[6-9][0-9]{9}", fullmatch=True),
     _dates.map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S")),
 )
+#: Encodings RFC 8259 §8.1 / RFC 4627 §3 detect: with a byte-order mark ("utf-16", "utf-32", "utf-8-sig") or by
+#: the zero bytes of the first four (the -le/-be forms). Such bodies answered 500 before.
+ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-8-sig"]
+_encoded = st.tuples(
+    st.one_of(_report, _mostly_valid, st.lists(st.one_of(_report, _mostly_valid), max_size=4)),
+    st.sampled_from(ENCODINGS),
+).map(lambda pair: json.dumps(pair[0]).encode(pair[1]))
 _bodies = st.one_of(
     _report.map(json.dumps),
     _mostly_valid.map(json.dumps),
+    _encoded,
     st.lists(st.one_of(_report, _mostly_valid, _junk), max_size=6).map(json.dumps),
     _junk.map(json.dumps),
     st.binary(max_size=200),
@@ -126,9 +134,9 @@ def _items(body: str | bytes) -> list[Any]:
 def test_fuzzed_callbacks_never_500_and_never_leave_partial_rows(receiver_client: tuple[Any, Any], body: Any) -> None:
     """
     Any callback body (random JSON, wrong types, huge strings, unicode, nested junk, missing fields, numbers as
-    strings, invalid dates, non-JSON bytes) gets a 200 or a 4xx, never a 5xx. A refused body changes no row
-    (raw audit table and reports alike); an accepted one adds exactly one raw row and accounts for every item,
-    and each of its messages can be read back with the status it was stored with.
+    strings, invalid dates, non-JSON bytes, JSON in UTF-16/UTF-32) gets a 200 or a 4xx, never a 5xx. A refused
+    body changes no row (raw audit table and reports alike); an accepted one adds exactly one raw row and
+    accounts for every item, and each of its messages can be read back with the status it was stored with.
     """
     client, store = receiver_client
     count("fuzz_cases")
@@ -157,6 +165,39 @@ def test_fuzzed_callbacks_never_500_and_never_leave_partial_rows(receiver_client
 
 
 # -- inputs that made the receiver answer 500 (fixed) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_utf16_and_utf32_bodies_are_stored(receiver_client: tuple[Any, Any], encoding: str) -> None:
+    """A valid report in UTF-16/UTF-32, with or without a byte-order mark, is stored (UTF-16 with a BOM: 500)."""
+    client, store = receiver_client
+    doc = {**DOC, "messageId": f"enc-{encoding}", "clientId": "é€😀"}
+    before_raw, before_reports = store_counts(store)
+    response = _post(client, json.dumps(doc).encode(encoding))
+    assert response.status_code == 200, (response.status_code, response.text[:300])
+    assert store_counts(store) == (before_raw + 1, before_reports + 1)
+    assert store.get_report(f"enc-{encoding}")["client_id"] == "é€😀"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(DOC).encode("utf-16-le")[:-1],  # odd length
+        b"\xff\xfe" + b"\x00\xd8" * 10,  # lone surrogates after a UTF-16LE mark
+        b"\x00\x00\xfe\xff" + b"\x00\x11\x00\x00",  # beyond U+10FFFF in UTF-32BE
+        json.dumps({"status": "DELIVRD"}).encode("utf-32"),  # decodes, but no messageId
+        "[".encode("utf-16"),  # decodes, but not JSON
+    ],
+    ids=["utf16-odd-length", "utf16-lone-surrogates", "utf32-beyond-unicode", "utf32-invalid-report", "utf16-not-json"],
+)
+def test_undecodable_or_invalid_utf16_and_utf32_bodies_are_refused_with_4xx(
+    receiver_client: tuple[Any, Any], body: bytes
+) -> None:
+    client, store = receiver_client
+    before = store_counts(store)
+    response = _post(client, body)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert store_counts(store) == before
 
 
 @pytest.mark.parametrize(

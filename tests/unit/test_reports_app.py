@@ -131,10 +131,14 @@ def test_the_limits_themselves_are_stored(client: tuple[TestClient, ReportStore]
 
 def test_receiver_store_url_explicit_then_env_then_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the receiver, its CLI and the plugin store reports when not told: one rule, in one place."""
-    from airflow_provider_messagecentral.client.store_url import STORE_URL_ENV, receiver_store_url
+    from airflow_provider_messagecentral.client.store_url import STORE_URL_ENV, choose_receiver_store
+
+    def receiver_store_url(explicit: str | None = None) -> str:
+        return choose_receiver_store(explicit).url
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT", raising=False)
     assert receiver_store_url() == f"sqlite:///{tmp_path.resolve() / 'messagecentral_reports.db'}"
     monkeypatch.setenv(STORE_URL_ENV, "postgres://u:p@db/reports")
     assert receiver_store_url() == "postgresql+psycopg://u:p@db/reports"
@@ -142,3 +146,89 @@ def test_receiver_store_url_explicit_then_env_then_default(tmp_path: Path, monke
     assert receiver_store_url("sqlite:////data/r.db") == "sqlite:////data/r.db"
     app = create_app(secret=SECRET)
     assert app.state.receiver.store_url == "postgresql+psycopg://u:p@db/reports"
+
+
+# -- bodies in UTF-16 / UTF-32 (RFC 8259 §8.1, RFC 4627 §3) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b'{"a":1}', ("utf-8", 0)),
+        ('{"a":1}'.encode("utf-8-sig"), ("utf-8", 3)),
+        ('{"a":1}'.encode("utf-16"), ("utf-16-le", 2)),  # Python writes the native (little-endian) BOM
+        ('{"a":1}'.encode("utf-16-le"), ("utf-16-le", 0)),
+        ('{"a":1}'.encode("utf-16-be"), ("utf-16-be", 0)),
+        (b"\xfe\xff" + '{"a":1}'.encode("utf-16-be"), ("utf-16-be", 2)),
+        ('{"a":1}'.encode("utf-32"), ("utf-32-le", 4)),
+        ('{"a":1}'.encode("utf-32-le"), ("utf-32-le", 0)),
+        ('{"a":1}'.encode("utf-32-be"), ("utf-32-be", 0)),
+        (b"\x00\x00\xfe\xff" + '{"a":1}'.encode("utf-32-be"), ("utf-32-be", 4)),
+        ("1".encode("utf-16-le"), ("utf-16-le", 0)),  # two bytes: the UTF-16 patterns still apply
+        ("1".encode("utf-16-be"), ("utf-16-be", 0)),
+        (b"1", ("utf-8", 0)),
+        (b"", ("utf-8", 0)),
+    ],
+)
+def test_body_encoding_is_detected_from_the_bom_or_the_zero_bytes(text: bytes, expected: tuple[str, int]) -> None:
+    from airflow_provider_messagecentral.reports.callbacks import body_encoding
+
+    assert body_encoding(text) == expected
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-8-sig"]
+)
+def test_utf16_and_utf32_bodies_are_stored(client: tuple[TestClient, ReportStore], encoding: str) -> None:
+    """A valid report in UTF-16/UTF-32, with or without a byte-order mark, is stored (it answered 500 before)."""
+    test_client, store = client
+    items = [
+        {**DOC, "messageId": f"enc-{encoding}", "clientId": "é€😀"},
+        {**DOC, "messageId": f"enc-{encoding}-2", "status": "UNDELIV", "apiKey": "k-secret"},
+    ]
+    before = _counts(store)
+    response = test_client.post(
+        f"/callback/{SECRET}", content=json.dumps(items).encode(encoding), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["stored"] == 2
+    assert _counts(store) == (before[0] + 1, before[1] + 2)
+    first = store.get_report(f"enc-{encoding}")
+    assert first is not None and first["client_id"] == "é€😀"
+    assert store.get_report(f"enc-{encoding}-2")["status"] == "UNDELIV"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (json.dumps(DOC).encode("utf-16-le") + b"\x00", "body is not UTF-16LE"),  # odd length: truncated
+        (b"\xff\xfe" + '{"messageId": "x'.encode("utf-16-le") + b"\x00\xd8" + '"}'.encode("utf-16-le"), "UTF-16LE"),
+        ('{"messageId"'.encode("utf-32-be") + b"\x00\x11\x00\x00", "body is not UTF-32BE"),  # beyond U+10FFFF
+        (b"\xef\xbb\xbf" + b'{"messageId": "\xff"}', "body is not UTF-8 (byte 18)"),
+        ('{"messageId": "x", "status": '.encode("utf-16"), "malformed JSON"),
+    ],
+    ids=[
+        "utf16-truncated",
+        "utf16-lone-surrogate",
+        "utf32-beyond-unicode",
+        "utf8-bom-bad-byte",
+        "utf16-truncated-json",
+    ],
+)
+def test_undecodable_or_malformed_utf16_and_utf32_bodies_are_422(
+    client: tuple[TestClient, ReportStore], body: bytes, detail: str
+) -> None:
+    test_client, store = client
+    before = _counts(store)
+    response = test_client.post(f"/callback/{SECRET}", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text[:300]
+    assert detail in str(response.json()["detail"])
+    assert _counts(store) == before
+
+
+def test_an_invalid_report_in_utf16_is_422_naming_the_field(client: tuple[TestClient, ReportStore]) -> None:
+    test_client, _store = client
+    body = json.dumps({"status": "DELIVRD"}).encode("utf-16")
+    response = test_client.post(f"/callback/{SECRET}", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["messageId"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,16 @@ def test_deferrable_defers_to_the_trigger_with_a_deadline(store_url: str) -> Non
     assert "sqlite" not in json.dumps(kwargs)  # the store URL is resolved in the trigger, never serialized
 
 
+def test_the_deferred_trigger_carries_the_no_report_warning(store_url: str) -> None:
+    key = seed(store_url, [None, None])
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(key, deferrable=True, no_report_warning_after=timedelta(minutes=2)).execute({})  # type: ignore[arg-type]
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["no_report_warning_after"] == 120.0
+    assert before <= kwargs["waiting_since"] <= time.time()
+
+
 def test_deferrable_defaults_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
@@ -253,3 +263,67 @@ def test_resumed_timeout_and_failure_are_skipped_with_soft_fail() -> None:
     for status in ("timeout", "failure"):
         with pytest.raises(AirflowSkipException):
             s.resume_execution("execute_complete", {"event": {"status": status, "message": "m"}}, {})  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the no-report warning
+
+
+def _no_report_warnings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "not one delivery report has reached" in line]
+
+
+def test_poke_mode_warns_once_when_no_report_arrives(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Sends accepted, not one report: one warning naming the store read and the likely causes, not one per poke."""
+    key = seed(store_url, [None, None, None])
+    s = sensor(key, no_report_warning_after=0.05)
+    assert not s.poke({})  # type: ignore[arg-type]
+    assert _no_report_warnings(capsys.readouterr().out) == []  # not yet: the wait just began
+    time.sleep(0.06)
+    for _ in range(3):
+        assert not s.poke({})  # type: ignore[arg-type]
+    [warning] = _no_report_warnings(capsys.readouterr().out)
+    assert f"campaign {key}: 3 recipients were accepted" in warning
+    assert store_url in warning  # SQLite: nothing to mask
+    assert "connection 'messagecentral_default'" in warning
+    assert "the callback URL is not registered with MessageCentral" in warning
+    assert "the receiver writes to another store" in warning and "GET /health" in warning
+
+
+def test_no_warning_when_a_report_arrived_or_when_switched_off(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = seed(store_url, ["UNKNOWN", None, None])
+    quiet = seed(store_url, [None, None], task_id="send-quiet")
+    for s in (sensor(key, no_report_warning_after=0), sensor(quiet, no_report_warning_after=None)):
+        s.poke({})  # type: ignore[arg-type]
+        s.poke({})  # type: ignore[arg-type]
+    assert _no_report_warnings(capsys.readouterr().out) == []
+
+
+def test_reschedule_mode_warns_at_the_poke_that_crosses_the_delay(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rescheduled sensor starts afresh at every poke: the wait began at the first one; only one poke warns."""
+    key = seed(store_url, [None])
+
+    class FakeTI:
+        def __init__(self, first: datetime | None) -> None:
+            self.first = first
+
+        def get_first_reschedule_date(self, context: Any) -> datetime | None:
+            return self.first
+
+    started = datetime.now(timezone.utc)
+    warned = []
+    for elapsed in (0, 300, 590, 610, 900, 1500):
+        s = sensor(key, mode="reschedule", poke_interval=60, no_report_warning_after=600)
+        first = None if elapsed == 0 else started - timedelta(seconds=elapsed)
+        s.poke({"ti": FakeTI(first)})  # type: ignore[arg-type]
+        warned.append(len(_no_report_warnings(capsys.readouterr().out)))
+    assert warned == [0, 0, 0, 1, 0, 0]
+
+
+@pytest.mark.parametrize("bad", [-1, "10m", True])
+def test_no_report_warning_after_is_validated(bad: Any) -> None:
+    with pytest.raises(ValueError, match="no_report_warning_after must be"):
+        sensor("mc-1", no_report_warning_after=bad)

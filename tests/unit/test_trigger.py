@@ -85,8 +85,26 @@ def test_serialize_round_trip_is_json_and_carries_no_store_url() -> None:
         "max_failed_ratio": 0.1,
         "poll_interval": 30.0,
         "final_statuses": None,
+        "no_report_warning_after": 600.0,
+        "waiting_since": None,
     }
     assert MessageCentralDeliveryTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_a_trigger_serialized_by_an_older_version_still_deserializes() -> None:
+    """Triggers stored in the metadata DB before no_report_warning_after/waiting_since existed resume as before."""
+    old_kwargs = {
+        "campaign": "mc-1",
+        "deadline": 1_900_000_000.5,
+        "messagecentral_conn_id": "messagecentral_default",
+        "min_delivered_ratio": 0.8,
+        "max_failed_ratio": 0.1,
+        "poll_interval": 30.0,
+        "final_statuses": None,
+    }
+    t = MessageCentralDeliveryTrigger(**old_kwargs)  # type: ignore[arg-type]
+    assert (t.no_report_warning_after, t.waiting_since) == (600.0, None)
+    assert t.serialize()[1] == {**old_kwargs, "no_report_warning_after": 600.0, "waiting_since": None}
 
 
 @pytest.mark.parametrize(
@@ -96,6 +114,8 @@ def test_serialize_round_trip_is_json_and_carries_no_store_url() -> None:
         ({"min_delivered_ratio": 3}, "min_delivered_ratio must be between 0 and 1"),
         ({"max_failed_ratio": "x"}, "max_failed_ratio must be a number"),
         ({"poll_interval": -1}, "poll_interval must be a non-negative"),
+        ({"no_report_warning_after": -5}, "no_report_warning_after must be a number of seconds >= 0"),
+        ({"no_report_warning_after": "10m"}, "no_report_warning_after must be"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -227,3 +247,44 @@ def test_final_statuses_survive_serialization() -> None:
     assert kwargs["final_statuses"] == ["DELIVRD", "UNKNOWN"]
     json.dumps(kwargs)
     assert MessageCentralDeliveryTrigger(**kwargs).final_statuses == ("DELIVRD", "UNKNOWN")
+
+
+# --------------------------------------------------------------------------- the no-report warning
+
+
+def _no_report_warnings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "not one delivery report has reached" in line]
+
+
+def test_warns_once_when_an_accepted_campaign_gets_no_report(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, _ = seed(store_url, [None, None, None])
+    t = trigger(key, deadline=time.time() + 0.4, no_report_warning_after=0.1, waiting_since=time.time())
+    [event] = run_trigger(t)
+    assert event.payload["status"] == "timeout"
+    out = capsys.readouterr()
+    [warning] = _no_report_warnings(out.out + out.err)
+    assert f"campaign {key}: 3 recipients were accepted" in warning
+    assert "callback URL is not registered with MessageCentral" in warning
+    assert "receiver writes to another store" in warning
+    assert "--conn-id messagecentral_default" in warning
+    masked = store_url.replace("s3cret-Passw0rd", "***")
+    assert masked.split("@")[-1] in warning  # the store it reads (password masked on PostgreSQL)
+    assert "s3cret-Passw0rd" not in warning
+
+
+def test_no_warning_once_a_report_arrived_or_before_the_delay(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, _ = seed(store_url, ["UNKNOWN", None])
+    run_trigger(trigger(key, deadline=time.time() + 0.3, no_report_warning_after=0))
+    key2 = make_campaign_key("dag", "run", "send-2")
+    get_store(store_url).ensure_campaign(key2, dag_id="dag", run_id="run", task_id="send-2", kind="bulk")
+    get_store(store_url).mark_accepted(
+        key2, "c0", transaction_id="tx2", verification_id="v", response={}, mobiles=["919800000001"], sent_at=None
+    )
+    run_trigger(trigger(key2, deadline=time.time() + 0.3, no_report_warning_after=3600))
+    run_trigger(trigger(key2, deadline=time.time() + 0.3, no_report_warning_after=None))
+    out = capsys.readouterr()
+    assert _no_report_warnings(out.out + out.err) == []
