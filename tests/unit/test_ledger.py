@@ -163,8 +163,21 @@ def _deliver(store_url: str, mobiles: list[str]) -> None:
     get_store(store_url).ingest(reports, [])
 
 
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
+    ]
+)
+def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return str(request.getfixturevalue("pg_url"))  # tests/conftest.py: a fresh PostgreSQL database
+
+
 @pytest.mark.parametrize("on_uncertain", ["skip", "resend"])
-def test_a_retry_after_reconciliation_never_resends(store_url: str, on_uncertain: str) -> None:
+def test_a_retry_after_reconciliation_never_resends(any_store_url: str, on_uncertain: str) -> None:
+    store_url = any_store_url
     key = unit_key("bulk", MOBILES, "Sale", {})
     with pytest.raises(MessageCentralUncertainError):
         _ledger(store_url).run(key, MOBILES, Sender(MessageCentralUncertainError("read timeout")), label="c")
