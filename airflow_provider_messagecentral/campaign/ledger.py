@@ -3,10 +3,13 @@ The send ledger: every send unit (single message, bulk chunk, workbook) of a tas
 
 A *campaign* is one send task instance: ``make_campaign_key(dag_id, run_id, task_id, map_index)``. Each unit
 has a deterministic key (a hash of its recipients, message and send options). Before a request the unit is
-marked ``pending`` (committed); after MessageCentral accepts it, ``accepted`` with the returned ids and its
-recipients. A retried task (same run, next try) skips accepted units; a ``pending`` unit — the request went
-out but no answer was recorded (crash, timeout) — follows ``on_uncertain``: ``"skip"`` (default: never
-double-text a customer, logged as a WARNING) or ``"resend"``. A new DAG run is a new campaign.
+marked ``pending`` (committed, with its recipients); after MessageCentral accepts it, ``accepted`` with the
+returned ids and its recipients. A retried task (same run, next try) skips accepted units; a ``pending`` unit —
+the request went out but no answer was recorded (crash, timeout) — follows ``on_uncertain``: ``"skip"``
+(default: never double-text a customer, logged as a WARNING) or ``"resend"``. Once MessageCentral's delivery
+reports for its recipients are stored, the store reconciles a pending unit (it counts as accepted, evidence:
+delivery reports), so a later try skips it as accepted whatever ``on_uncertain`` says, and the campaign's
+counts include its recipients. A new DAG run is a new campaign.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from airflow_provider_messagecentral.reports.store import LedgerUnit, ReportStor
 log = logging.getLogger(__name__)
 
 ON_UNCERTAIN = ("skip", "resend")
+#: What happens to the recipients of a unit whose outcome is unknown (logs and errors say it).
+COUNTED_IF_REPORTED = "will be counted if MessageCentral reports deliveries for them"
 UnitStatus = Literal["sent", "accepted_before", "uncertain_skipped"]
 
 
@@ -78,6 +83,8 @@ class UnitResult:
     :param status: ``sent`` (accepted now), ``accepted_before`` (by an earlier try) or ``uncertain_skipped``
         (an earlier try's outcome is unknown and ``on_uncertain="skip"``).
     :param data: the API's ``data`` for a unit sent now.
+    :param reconciled: ``accepted_before`` because delivery reports for its recipients showed an earlier try's
+        unanswered request was sent.
     """
 
     unit_key: str
@@ -86,6 +93,7 @@ class UnitResult:
     status: UnitStatus
     transaction_id: str | None = None
     data: dict[str, Any] | None = None
+    reconciled: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -167,37 +175,33 @@ class SendLedger:
         """
         prior = self.previous.get(key)
         if prior is not None and prior.state == "accepted":
-            self.log.info(
-                "%s (%d recipients) was accepted by an earlier try (transaction %s): not sending it again",
-                label,
-                prior.recipients,
-                prior.transaction_id,
-            )
-            return UnitResult(key, label, len(mobiles), "accepted_before", prior.transaction_id)
+            return self._accepted_before(prior, label, len(mobiles))
         if prior is not None and prior.state == "pending":
             if self.on_uncertain == "skip":
                 self.log.warning(
-                    "%s: an earlier try sent it but recorded no answer (crash or timeout), so its %d "
-                    "recipient(s) MAY NOT HAVE BEEN TEXTED; on_uncertain='skip': not sending it again "
-                    "(set on_uncertain='resend' to resend uncertain units)",
+                    "%s: an earlier try sent it but recorded no answer (crash or timeout), so its %d recipient(s) "
+                    "may or may not have been texted; they %s. on_uncertain='skip': not sending it again (set "
+                    "on_uncertain='resend' to resend uncertain units)",
                     label,
                     len(mobiles),
+                    COUNTED_IF_REPORTED,
                 )
                 return UnitResult(key, label, len(mobiles), "uncertain_skipped")
             self.log.warning(
-                "%s: an earlier try's outcome is unknown; on_uncertain='resend': sending it again, so its %d "
-                "recipient(s) may get the message twice",
+                "%s: an earlier try's outcome is unknown and no delivery report for it has arrived; "
+                "on_uncertain='resend': sending it again, so its %d recipient(s) may get the message twice",
                 label,
                 len(mobiles),
             )
-        self.store.mark_pending(self.campaign_key, key, len(mobiles))
+        self.store.mark_pending(self.campaign_key, key, len(mobiles), mobiles=mobiles)
         try:
             data = send()
         except MessageCentralUncertainError:
             self.log.error(
                 "%s: no answer from MessageCentral; it may or may not have been sent. Left 'pending' in the "
-                "ledger: a retry follows on_uncertain=%r",
+                "ledger: its recipients %s. A retry follows on_uncertain=%r",
                 label,
+                COUNTED_IF_REPORTED,
                 self.on_uncertain,
             )
             raise
@@ -220,4 +224,24 @@ class SendLedger:
             "sent",
             None if transaction_id is None else str(transaction_id),
             data,
+        )
+
+    def _accepted_before(self, prior: LedgerUnit, label: str, recipients: int) -> UnitResult:
+        """The result of a unit an earlier try sent: answered, or reconciled by its delivery reports."""
+        if prior.reconciled:
+            self.log.info(
+                "%s (%d recipients): an earlier try recorded no answer, but MessageCentral reported deliveries "
+                "for its recipients, so it was sent: counted as accepted, not sending it again",
+                label,
+                prior.recipients,
+            )
+        else:
+            self.log.info(
+                "%s (%d recipients) was accepted by an earlier try (transaction %s): not sending it again",
+                label,
+                prior.recipients,
+                prior.transaction_id,
+            )
+        return UnitResult(
+            prior.unit_key, label, recipients, "accepted_before", prior.transaction_id, reconciled=prior.reconciled
         )

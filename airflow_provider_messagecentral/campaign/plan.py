@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_messagecentral.campaign.ledger import UnitResult, unit_key
+from airflow_provider_messagecentral.campaign.ledger import COUNTED_IF_REPORTED, UnitResult, unit_key
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralBulkError,
     MessageCentralError,
@@ -133,8 +133,15 @@ def preview_summary(campaign: str, plan: SendPlan) -> dict[str, Any]:
 def sent_summary(
     campaign: str, plan: SendPlan, results: list[UnitResult], estimated_cost: float | None
 ) -> dict[str, Any]:
-    """A send task's XCom: counts, and the transaction ids when there are at most 20."""
+    """
+    A send task's XCom: counts, and the transaction ids when there are at most 20.
+
+    ``accepted`` includes the recipients of units an earlier try sent without recording the answer that the
+    store reconciled from their delivery reports; ``reconciled`` (present only when there are any) counts them.
+    ``skipped`` counts recipients of units whose outcome is still unknown (``on_uncertain="skip"``).
+    """
     ids = [r.transaction_id for r in results if r.accepted and r.transaction_id]
+    reconciled = sum(r.recipients for r in results if r.reconciled)
     summary: dict[str, Any] = {
         "campaign": campaign,
         "recipients": plan.recipients,
@@ -144,6 +151,8 @@ def sent_summary(
         "duplicates": plan.duplicates,
         "chunks": len(results),
     }
+    if reconciled:
+        summary["reconciled"] = reconciled
     if len(ids) <= MAX_XCOM_TRANSACTION_IDS:
         summary["transaction_ids"] = ids
     summary.update(suppressed=plan.suppressed, segments=plan.tally.segments, estimated_cost=estimated_cost)
@@ -160,7 +169,9 @@ def stopped_at(
     rest = units[index + 1 :]
     parts = [f"{failed.label} ({len(failed.recipients)} recipients) failed: {err.error_message}."]
     if isinstance(err, MessageCentralUncertainError):
-        parts.append("It may or may not have been sent (left 'pending' in the ledger).")
+        parts.append(
+            f"It may or may not have been sent (left 'pending' in the ledger): its recipients {COUNTED_IF_REPORTED}."
+        )
     else:
         parts.append("It was not sent.")
     if accepted:
@@ -170,7 +181,8 @@ def stopped_at(
         parts.append("Nothing was accepted before it.")
     if uncertain:
         parts.append(
-            f"Outcome unknown from an earlier try, not resent: {sum(r.recipients for r in uncertain)} recipients."
+            f"Outcome unknown from an earlier try, not resent: {sum(r.recipients for r in uncertain)} recipients "
+            f"(they may or may not have been texted; they {COUNTED_IF_REPORTED})."
         )
     if rest:
         parts.append(

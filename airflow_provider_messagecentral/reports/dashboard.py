@@ -132,6 +132,16 @@ def _funnel_svg(counts: dict[str, int]) -> str:
     return "".join(parts)
 
 
+def _reconciled_note(reconciled: int) -> str:
+    if not reconciled:
+        return ""
+    return (
+        f'<p class="muted" id="reconciled" data-reconciled="{reconciled}">{reconciled:,} accepted recipient(s) were '
+        "in requests whose answer was lost (worker stopped, timeout); MessageCentral's delivery reports for them "
+        "showed they were sent.</p>"
+    )
+
+
 def _curve_svg(curve: DeliveryCurve) -> str:
     width, height, left, bottom, top, right = 560, 240, 44, 28, 10, 24
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -340,7 +350,7 @@ def _campaign_body(
         f"sent {_e(_when(campaign['first_send_at']))}</p>"
         f'<div class="cards">{cards}</div>'
         '<div class="grid"><section><h2>Delivery funnel</h2>'
-        f"{_funnel_svg(funnel)}</section>"
+        f"{_funnel_svg(funnel)}{_reconciled_note(funnel.get('reconciled', 0))}</section>"
         "<section><h2>Delivered ratio over time since send</h2>"
         f"{_curve_svg(curve)}{undated}</section></div>"
         f"<h2>Failures by error code</h2>{_failures_html(failures)}"

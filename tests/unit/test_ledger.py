@@ -150,3 +150,57 @@ def test_crash_during_send_leaves_the_unit_pending(store_url: str) -> None:
 def test_on_uncertain_is_validated(store_url: str) -> None:
     with pytest.raises(MessageCentralValidationError, match="on_uncertain"):
         _ledger(store_url, on_uncertain="always")
+
+
+def _deliver(store_url: str, mobiles: list[str]) -> None:
+    """MessageCentral's delivery reports for ``mobiles``, dated now (the send was just attempted)."""
+    from datetime import datetime, timezone
+
+    from helpers import report
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    reports = [report(f"dlr-{m}", "DELIVRD", mobile=m, submitDate=now, doneDate=now) for m in mobiles]
+    get_store(store_url).ingest(reports, [])
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
+    ]
+)
+def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return str(request.getfixturevalue("pg_url"))  # tests/conftest.py: a fresh PostgreSQL database
+
+
+@pytest.mark.parametrize("on_uncertain", ["skip", "resend"])
+def test_a_retry_after_reconciliation_never_resends(any_store_url: str, on_uncertain: str) -> None:
+    store_url = any_store_url
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    with pytest.raises(MessageCentralUncertainError):
+        _ledger(store_url).run(key, MOBILES, Sender(MessageCentralUncertainError("read timeout")), label="c")
+    _deliver(store_url, MOBILES[:1])  # the request had gone out: a report for one recipient arrives
+
+    send = Sender()
+    ledger = _ledger(store_url, on_uncertain=on_uncertain)  # reads the ledger: the unit is reconciled
+    assert ledger.state(key) == "accepted"
+    result = ledger.run(key, MOBILES, send, label="c")
+    assert (result.status, result.accepted, result.reconciled, send.calls) == ("accepted_before", True, True, 0)
+    summary = get_store(store_url).campaign_summary(ledger.campaign_key)
+    assert summary is not None and (summary["recipients"], summary["delivered"]) == (2, 1)
+
+
+def test_uncertain_warning_says_what_will_happen(store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    key = unit_key("bulk", MOBILES, "Sale", {})
+    with pytest.raises(MessageCentralUncertainError):
+        _ledger(store_url).run(key, MOBILES, Sender(MessageCentralUncertainError("read timeout")), label="c")
+    with caplog.at_level("WARNING"):
+        result = _ledger(store_url).run(key, MOBILES, Sender(), label="chunk 2/5")
+    assert result.status == "uncertain_skipped" and not result.reconciled
+    assert (
+        "chunk 2/5: an earlier try sent it but recorded no answer (crash or timeout), so its 2 recipient(s) may or "
+        "may not have been texted; they will be counted if MessageCentral reports deliveries for them" in caplog.text
+    )
+    assert "MAY NOT HAVE BEEN TEXTED" not in caplog.text

@@ -22,9 +22,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateColumn
 
 metadata = MetaData()
 
@@ -74,6 +77,11 @@ ledger = Table(
     Column("error", Text, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # v3: the recipients of a pending unit (a JSON list of msisdn digits), kept until it is accepted or failed
+    # so that delivery reports for them can reconcile it; and what showed an accepted unit was accepted:
+    # "response" (MessageCentral's answer) or "delivery_reports" (reconciled: reports for its recipients).
+    Column("pending_recipients", Text, nullable=True),
+    Column("evidence", String(32), nullable=True),
     UniqueConstraint("campaign_key", "unit_key", name="mc_send_ledger_unit_uq"),
 )
 
@@ -150,9 +158,19 @@ def _v2_suppression(conn: Connection) -> None:
     suppression.create(conn, checkfirst=True)
 
 
+def _v3_ledger_evidence(conn: Connection) -> None:
+    # A database created by step 1 of this version already has the columns (step 1 creates today's tables).
+    present = {column["name"] for column in inspect(conn).get_columns(ledger.name)}
+    for column in (ledger.c.pending_recipients, ledger.c.evidence):
+        if column.name not in present:
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {ledger.name} ADD COLUMN {ddl}"))
+
+
 #: Ordered migration steps: (version, description, step). Run in one transaction, never edited once released.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "campaigns, send ledger, recipients, reports, raw reports", _v1_reports_and_ledger),
     (2, "suppression list", _v2_suppression),
+    (3, "send ledger: recipients of pending units, evidence of acceptance", _v3_ledger_evidence),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

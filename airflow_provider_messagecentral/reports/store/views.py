@@ -2,7 +2,8 @@
 Read views of the store: one report, campaign summaries and pages, and the dashboard's aggregates.
 
 Nothing here writes. The receiver's read endpoints, the sensor and trigger, the CLI and the dashboard read
-through these methods only.
+through these methods only (the :class:`~airflow_provider_messagecentral.reports.store.ReportStore` facade
+reconciles uncertain send units before a campaign's summary and the campaign list: :mod:`.reconcile`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, case, cast, func, or_, select
 from sqlalchemy.engine import Connection
 
 from airflow_provider_messagecentral.reports.models import DELIVERED, FAILED_STATUSES, FINAL_STATUSES
 from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.engine import StoreEngine
+from airflow_provider_messagecentral.reports.store.ledger import BY_DELIVERY_REPORTS
 
 #: Funnel stages after "accepted": (key, label, statuses). "pending" is whatever is left.
 FUNNEL_STAGES: tuple[tuple[str, str, str | None], ...] = (
@@ -229,16 +231,20 @@ class ViewsRoom(StoreEngine):
         """
         Funnel counts: ``sent`` (recipients of every send unit the ledger tried), ``accepted`` (recipients
         MessageCentral accepted = the summary's recipients), then one count per :data:`FUNNEL_STAGES` key; the
-        stages after ``accepted`` add up to ``accepted``.
+        stages after ``accepted`` add up to ``accepted``. ``reconciled`` (not a stage) counts the accepted
+        recipients of units whose answer was lost and whose delivery reports showed they were sent.
         """
         by_status: dict[str, int] = summary["by_status"]
         accepted = int(summary["recipients"])
         ledger = t.ledger.c
+        reconciled_units = case((ledger.evidence == BY_DELIVERY_REPORTS, ledger.recipients), else_=0)
         with self._read() as conn:
-            sent = conn.execute(
-                select(func.coalesce(func.sum(ledger.recipients), 0)).where(ledger.campaign_key == campaign_key)
-            ).scalar()
-        counts = {"sent": max(int(sent or 0), accepted), "accepted": accepted}
+            sent, reconciled = conn.execute(
+                select(
+                    func.coalesce(func.sum(ledger.recipients), 0), func.coalesce(func.sum(reconciled_units), 0)
+                ).where(ledger.campaign_key == campaign_key)
+            ).one()
+        counts = {"sent": max(int(sent or 0), accepted), "accepted": accepted, "reconciled": int(reconciled or 0)}
         named = 0
         for key, _label, status in FUNNEL_STAGES:
             if status is not None:
