@@ -11,7 +11,8 @@ never texts a recipient twice. Each returns a small JSON-able summary as its XCo
      "duplicates": 7, "chunks": 3, "transaction_ids": ["...", "...", "..."]}
 
 ``transaction_ids`` is present when there are at most 20 of them. ``skipped`` counts recipients of units an
-earlier try sent without recording the answer (``on_uncertain="skip"``): they may or may not have been texted.
+earlier try sent without recording the answer (``on_uncertain="skip"``): they may or may not have been texted,
+and are counted (``reconciled``) once MessageCentral reports deliveries for them.
 ``suppressed`` counts numbers left out by the suppression list, ``segments`` the SMS segments of the campaign
 and ``estimated_cost`` their price (``None`` without ``price_per_segment``).
 
