@@ -207,7 +207,7 @@ def test_a_report_refused_by_a_concurrent_final_status_does_not_reach_the_recipi
     with pg_store.engine.connect() as other:
         sql = pg_store._ingest_sql
         row = sql.report_row(rep("m1", "DELIVRD", mobile=mobile, submitDate=at(1), doneDate=at(5)), T0)
-        other.exec_driver_sql(sql.insert_new.sql, sql.insert_new.args(row))
+        sql.add_new(sql.cursor(other), [row])
         other.execute(
             update(t.recipients)
             .where(t.recipients.c.mobile == mobile)

@@ -49,6 +49,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: [this process's id, whether its startup objects are frozen]; a forked child starts afresh (its writers
+#: are the parent's objects, without their threads).
+_process: list[Any] = [os.getpid(), False]
+_writers_lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    global _writers_lock
+    _process[:] = [os.getpid(), False]
+    _writers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
 #: Most reports one transaction takes (a request is never split; the first one is always taken).
 MAX_BATCH_REPORTS = 2000
 #: Seconds the writer thread waits for work before it stops (it starts again on the next callback).
@@ -101,7 +115,7 @@ class GroupCommit:
         self.store = store
         self.max_reports = max_reports
         self.idle_seconds = idle_seconds
-        self.pid = os.getpid()
+        self.pid = _process[0]
         #: Transactions committed and requests acknowledged so far (group commit: fewer of the former).
         self.transactions = 0
         self.requests = 0
@@ -109,6 +123,19 @@ class GroupCommit:
         self._queue: deque[_Waiting] = deque()
         self._thread: threading.Thread | None = None
         self._idle = False
+
+    @classmethod
+    def of(cls, store: IngestRoom) -> GroupCommit:
+        """The writer of ``store`` in this process, created on first use (one per store and process)."""
+        writer: GroupCommit | None = store.__dict__.get("_group_commit")
+        if writer is not None and writer.pid == _process[0]:
+            return writer
+        with _writers_lock:
+            writer = store.__dict__.get("_group_commit")
+            if writer is None or writer.pid != _process[0]:
+                writer = cls(store)
+                store.__dict__["_group_commit"] = writer
+            return writer
 
     def __repr__(self) -> str:
         return f"GroupCommit({self.store!r}, transactions={self.transactions}, requests={self.requests})"
@@ -130,7 +157,10 @@ class GroupCommit:
                 self._thread = threading.Thread(target=self._run, name="mc-ingest-writer", daemon=True)
                 self._thread.start()
             elif self._idle:
-                self._cond.notify()  # a busy writer looks at the queue again before it waits
+                # Only the first request to find the writer waiting wakes it; a busy writer looks at the queue
+                # again before it waits.
+                self._idle = False
+                self._cond.notify()
         return await waiting.future
 
     def _run(self) -> None:
@@ -192,17 +222,14 @@ class GroupCommit:
                 loop.call_soon_threadsafe(_deliver, outcomes_of_loop)
 
 
-_frozen_in: list[int] = []
-
-
 def _freeze_startup_objects() -> None:
     """:func:`gc.freeze` once per process, when its first writer starts (:data:`FREEZE_STARTUP_OBJECTS`)."""
-    if FREEZE_STARTUP_OBJECTS and os.getpid() not in _frozen_in:
-        _frozen_in.append(os.getpid())
+    if FREEZE_STARTUP_OBJECTS and not _process[1]:
+        _process[1] = True
         gc.freeze()
 
 
-_opened: dict[int, Any] = {}
+_opened: dict[int, IngestRoom] = {}
 _opened_lock = threading.Lock()
 
 
@@ -212,13 +239,13 @@ def _forget(key: int) -> None:
 
 
 async def ingest_callback(
-    open_store: Callable[[], Any], reports: Sequence[DeliveryReport], raw_body: str, remote: str | None
+    open_store: Callable[[], IngestRoom], reports: Sequence[DeliveryReport], raw_body: str, remote: str | None
 ) -> IngestResult:
     """
     Hand one validated callback to the group commit of the store ``open_store`` opens.
 
-    ``open_store`` (blocking the first time: it may create the schema) runs in a thread once per owner;
-    after that the store is known and the callback goes to its writer without leaving the event loop.
+    ``open_store`` (blocking the first time: it may create the schema) runs in a thread once per owner (the
+    receiver's configuration); after that the callback goes to the store's writer without leaving the loop.
     """
     owner = getattr(open_store, "__self__", open_store)
     store = _opened.get(id(owner))
@@ -231,5 +258,4 @@ async def ingest_callback(
         else:
             with _opened_lock:
                 _opened[id(owner)] = store
-    result: IngestResult = await store.group_commit.ingest(reports, [raw_body], remote)
-    return result
+    return await GroupCommit.of(store).ingest(reports, [raw_body], remote)

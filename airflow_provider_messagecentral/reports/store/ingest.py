@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import random
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -43,7 +41,6 @@ from airflow_provider_messagecentral.reports.store.ingest_sql import IngestSQL, 
 __all__ = ["INGEST_ATTEMPTS", "IngestRequest", "IngestRoom", "IngestStatements"]
 
 log = logging.getLogger(__name__)
-_group_commit_lock = threading.Lock()
 
 #: SQLSTATEs after which PostgreSQL rolled the transaction back and running it again is the documented remedy:
 #: serialization_failure and deadlock_detected.
@@ -119,12 +116,7 @@ class IngestRoom(StoreEngine):
         This store's group-commit writer in this process (:mod:`.group_commit`), created on first use: the
         receiver hands every validated callback to it.
         """
-        with _group_commit_lock:
-            writer: GroupCommit | None = self.__dict__.get("_group_commit")
-            if writer is None or writer.pid != os.getpid():
-                writer = GroupCommit(self)
-                self.__dict__["_group_commit"] = writer
-            return writer
+        return GroupCommit.of(self)
 
     @functools.cached_property
     def _ingest_sql(self) -> IngestSQL:
@@ -149,15 +141,15 @@ class IngestRoom(StoreEngine):
             cursor = sql.cursor(conn)
             raw = batch.raw_rows()
             if raw:
-                sql.raw.executemany(cursor, [sql.raw_row(now, remote, body) for remote, body in raw])
+                sql.add_raw(cursor, [sql.raw_row(now, remote, body) for remote, body in raw])
             inserted, held = self._hold(cursor, batch, now)
             answers, winners = batch.settle(held)
             changed = [winners[mid] for mid in batch.message_ids if mid in winners and mid not in inserted]
             fresh = [report for report in changed if held.get(report.messageId) is None]
             replacing = [report for report in changed if held.get(report.messageId) is not None]
-            written = inserted | {report.messageId for report in fresh}
+            written = set(inserted)
             if fresh:
-                sql.insert_new.executemany(cursor, [sql.report_row(report, now) for report in fresh])
+                written |= sql.add_new(cursor, [sql.report_row(report, now) for report in fresh])
             if replacing:
                 written |= sql.upsert.returned(cursor, [sql.report_row(report, now) for report in replacing])
             matched = [winners[mid] for mid in batch.message_ids if mid in written]
@@ -174,7 +166,7 @@ class IngestRoom(StoreEngine):
             return set(), dict(sql.held(cursor, batch.message_ids))
         _, if_new = batch.settle({})
         rows = [sql.report_row(if_new[mid], now) for mid in batch.message_ids]
-        inserted: set[str] = sql.insert_new.returned(cursor, rows)
+        inserted = sql.add_new(cursor, rows)
         held: dict[str, precedence.Standing | None] = dict.fromkeys(inserted)
         held.update(sql.held(cursor, [mid for mid in batch.message_ids if mid not in inserted]))
         return inserted, held

@@ -18,7 +18,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, literal_column, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, insert, literal_column, or_, update
 from sqlalchemy.engine import Connection, Dialect
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport
@@ -98,7 +98,8 @@ class IngestStatements:
             cc.window_end >= bindparam("b_date"),
         )
         # Our own constants, inlined: the driver statements then take nothing but the rows' values.
-        by_id, by_mobile = literal_column("'id'"), literal_column("'mobile'")
+        by_id: ColumnElement[str] = literal_column("'id'")
+        by_mobile: ColumnElement[str] = literal_column("'mobile'")
         later_by_mobile = and_(
             rc.match_kind == by_mobile,
             or_(rc.report_message_id == bindparam("b_mid"), rc.match_date <= bindparam("b_date")),
@@ -188,15 +189,31 @@ class IngestSQL:
         self.dialect = dialect.name
         self.statements = IngestStatements.build(self.dialect)
         s = self.statements
+        self._sqlite = self.dialect == "sqlite"
         self.raw = DriverStatement(insert(t.raw_reports), dialect, RAW_COLUMNS)
         self.insert_new = DriverStatement(s.insert_new, dialect, REPORT_COLUMNS)
         self.upsert = DriverStatement(s.upsert, dialect, REPORT_COLUMNS)
         self.by_id_mobile = DriverStatement(s.by_id_mobile, dialect)
         self.by_id_only = DriverStatement(s.by_id_only, dialect)
         self.by_mobile = DriverStatement(s.by_mobile, dialect)
-        self._sqlite = self.dialect == "sqlite"
         self._epoch = self.value(precedence.EPOCH)
         self._held_sql = f"SELECT message_id, status, is_final, done_date, submit_date FROM {t.reports.name} WHERE "
+
+    def add_raw(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows (:meth:`raw_row`) to the raw audit table."""
+        self.raw.executemany(cursor, rows)
+
+    def add_new(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """
+        Insert reports (:meth:`report_row`) unless their message is stored; the message ids inserted.
+
+        On SQLite it is called only for messages the transaction read as not stored, while it holds the
+        database: all of them are inserted.
+        """
+        if self._sqlite:
+            self.insert_new.executemany(cursor, rows)
+            return {row["message_id"] for row in rows}
+        return self.insert_new.returned(cursor, rows)
 
     @staticmethod
     def cursor(conn: Connection) -> Any:
@@ -258,6 +275,7 @@ class IngestSQL:
         """The stored standing of ``message_ids`` (sorted); locked for the transaction on PostgreSQL."""
         held: dict[str, precedence.Standing] = {}
         for chunk in chunks(message_ids):
+            args: tuple[Any, ...]
             if self._sqlite:
                 sql, args = f"{self._held_sql}message_id IN ({','.join('?' * len(chunk))})", tuple(chunk)
             else:
