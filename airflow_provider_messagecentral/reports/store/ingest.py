@@ -22,7 +22,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,7 +93,7 @@ class IngestRoom(StoreEngine):
         for attempt in range(1, INGEST_ATTEMPTS + 1):
             results: list[IngestResult] = []
             try:
-                self._ingest_tx(batch, now, results)
+                self._translated(self._ingest_tx, batch, now, results)
             except DBAPIError as err:
                 if attempt == INGEST_ATTEMPTS or not _retryable(err):
                     raise
@@ -117,6 +117,17 @@ class IngestRoom(StoreEngine):
         receiver hands every validated callback to it.
         """
         return GroupCommit.of(self)
+
+    def _translated(self, tx: Callable[..., None], *args: Any) -> None:
+        """
+        Run ``tx``; an error of the driver (statements run on its cursor) is raised as SQLAlchemy's
+        :class:`~sqlalchemy.exc.DBAPIError` of the same kind, as every other store method raises it.
+        """
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            tx(*args)
+        except driver_error as err:
+            raise DBAPIError.instance(None, None, err, driver_error, dialect=self.engine.dialect) from err
 
     @functools.cached_property
     def _ingest_sql(self) -> IngestSQL:
