@@ -155,7 +155,12 @@ class GroupCommit:
             if self._thread is None:
                 _freeze_startup_objects()
                 self._thread = threading.Thread(target=self._run, name="mc-ingest-writer", daemon=True)
-                self._thread.start()
+                try:
+                    self._thread.start()
+                except BaseException:
+                    self._queue.remove(waiting)
+                    self._thread = None
+                    raise
             elif self._idle:
                 # Only the first request to find the writer waiting wakes it; a busy writer looks at the queue
                 # again before it waits.
@@ -165,17 +170,27 @@ class GroupCommit:
 
     def _run(self) -> None:
         """The writer thread: take what is queued, commit it, answer; stop when idle."""
-        while True:
-            with self._cond:
-                if not self._queue:
-                    self._idle = True
-                    self._cond.wait(self.idle_seconds)
-                    self._idle = False
+        batch: list[_Waiting] = []
+        try:
+            while True:
+                with self._cond:
                     if not self._queue:
-                        self._thread = None
-                        return
-                batch = self._take()
-            self._commit(batch)
+                        self._idle = True
+                        self._cond.wait(self.idle_seconds)
+                        self._idle = False
+                        if not self._queue:
+                            self._thread = None
+                            return
+                    batch = self._take()
+                self._commit(batch)
+                batch = []
+        except BaseException as err:  # never leave a callback waiting: answer it, let the next one restart
+            with self._cond:
+                batch += self._queue
+                self._queue.clear()
+                self._thread = None
+            self._answer(batch, [err] * len(batch))
+            raise
 
     def _take(self) -> list[_Waiting]:
         """The queued requests of one transaction, in arrival order (called holding the condition)."""
