@@ -339,7 +339,7 @@ def test_a_database_failure_fails_the_whole_batch_and_a_data_error_only_its_culp
 
 def test_the_writer_answers_every_event_loop_and_stops_when_idle(store: ReportStore, monkeypatch: Any) -> None:
     """Callbacks from several event loops (threads) share the writer; it stops idle and starts again."""
-    monkeypatch.setattr(gc_module, "FREEZE_STARTUP_OBJECTS", False)
+    monkeypatch.setattr(gc_module, "TUNE_GARBAGE_COLLECTOR", False)
     writer = GroupCommit.of(store)
     assert store.group_commit is writer and GroupCommit.of(store) is writer
     writer.idle_seconds = 0.05
