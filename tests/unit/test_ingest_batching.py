@@ -97,19 +97,20 @@ def test_each_request_is_answered_as_if_committed_alone_in_arrival_order() -> No
         IngestRequest([report("m1", "UNKNOWN", doneDate=at(9))]),  # non-final after final
         IngestRequest([report("m2", "UNDELIV"), report("m2", "UNDELIV"), report("m2", "UNKNOWN")]),
     ]
-    results, winners = BatchAttribution(requests_).settle({})
+    results, winners, stored = BatchAttribution(requests_).settle({})
     assert [_counts(r) for r in results] == [(1, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1)]
     assert winners["m1"] is final and winners["m2"].status == "UNDELIV"
+    assert [(r.messageId, r.status) for r in stored] == [("m1", "UNKNOWN"), ("m1", "DELIVRD"), ("m2", "UNDELIV")]
 
 
 def test_a_batch_that_changes_nothing_has_no_winner() -> None:
-    held = BatchAttribution([IngestRequest([report("m1", "DELIVRD", doneDate=at(5))])]).settle({})[1]["m1"]
+    held = BatchAttribution([IngestRequest([report("m1", "DELIVRD", doneDate=at(5))])]).settle({}).winners["m1"]
     from airflow_provider_messagecentral.reports.store.precedence import Standing
 
-    results, winners = BatchAttribution([IngestRequest([held]), IngestRequest([report("m1", "UNKNOWN")])]).settle(
-        {"m1": Standing.of(held)}
-    )
-    assert [_counts(r) for r in results] == [(0, 1, 0), (0, 0, 1)] and winners == {}
+    results, winners, stored = BatchAttribution(
+        [IngestRequest([held]), IngestRequest([report("m1", "UNKNOWN")])]
+    ).settle({"m1": Standing.of(held)})
+    assert [_counts(r) for r in results] == [(0, 1, 0), (0, 0, 1)] and winners == {} and stored == []
 
 
 # --------------------------------------------------------------------------- one transaction == one after another

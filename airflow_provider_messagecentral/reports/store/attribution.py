@@ -10,18 +10,21 @@ order, starting from the rows the transaction holds locked:
 * then each request's surviving report of a message is judged against the message's standing so far
   (what the database held, then what earlier requests of the batch stored): :meth:`BatchAttribution.settle`.
 
-Only the last winner of each message is written (and copied onto its recipients). The judgement is
-:func:`.precedence.verdict` throughout. One difference from separate commits remains, and only in the
-stored dates: when reports of one batch replace a message's stored status and then come back to it
-(UNDELIV, then DELIVRD, then UNDELIV again, all newer), the answers count each replacement as stored, but
-the report upsert sees the same status as stored and keeps the stored row with its dates; separate commits
-would have left the last report's dates. Statuses, counts and campaign summaries are the same.
+Only the last winner of each message is written; the recipients go through every report stored, in order
+(a report in the campaign window may match a recipient that the dateless final report after it cannot).
+The judgement is :func:`.precedence.verdict` throughout. One difference from separate commits remains, and
+only in the dates of a report row: when reports of one batch replace a message's stored status and then
+come back to it (UNDELIV, then DELIVRD, then UNDELIV again, all newer), the answers count each replacement
+as stored, but the report upsert sees the same status as stored and keeps the stored row with its dates;
+separate commits would have left the last report's dates. Answers, statuses, recipients and campaign
+summaries are the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport, IngestResult
 from airflow_provider_messagecentral.reports.store.precedence import Standing, verdict
@@ -69,6 +72,22 @@ def candidates(reports: Sequence[DeliveryReport]) -> tuple[dict[str, DeliveryRep
     return best, counts
 
 
+class Settlement(NamedTuple):
+    """
+    What :meth:`BatchAttribution.settle` decided.
+
+    :param results: one answer per request, in order.
+    :param winners: ``messageId -> report`` for every message a report of the batch replaced: the last one
+        (the row to write).
+    :param stored: every report that replaced its message's standing, in the order the requests would have
+        stored them one after another (what the recipients go through).
+    """
+
+    results: list[IngestResult]
+    winners: dict[str, DeliveryReport]
+    stored: list[DeliveryReport]
+
+
 class BatchAttribution:
     """
     The requests of one group commit, judged as if committed one after another.
@@ -76,7 +95,7 @@ class BatchAttribution:
     Example::
 
         batch = BatchAttribution([IngestRequest([report_a]), IngestRequest([report_a_again])])
-        results, winners = batch.settle({})  # nothing stored yet
+        results, winners, _ = batch.settle({})  # nothing stored yet
         assert (results[0].stored, results[1].duplicates) == (1, 1)
     """
 
@@ -87,17 +106,14 @@ class BatchAttribution:
         self._counts = [counts for _, counts in judged]
         self.message_ids: list[str] = sorted({mid for best in self._candidates for mid in best})
 
-    def settle(self, held: Mapping[str, Standing | None]) -> tuple[list[IngestResult], dict[str, DeliveryReport]]:
+    def settle(self, held: Mapping[str, Standing | None]) -> Settlement:
         """
-        The answer of each request and the report each message ends with, starting from ``held``.
+        The answer of each request and what each message goes through, starting from ``held``.
 
         :param held: the stored standing of each message (absent or ``None``: not stored).
-        :returns: one :class:`IngestResult` per request, and ``messageId -> report`` for every message whose
-            standing a report of the batch replaced (the rows to write).
         """
         standing: dict[str, Standing | None] = dict(held)
-        winners: dict[str, DeliveryReport] = {}
-        results: list[IngestResult] = []
+        settled = Settlement([], {}, [])
         for best, counts in zip(self._candidates, self._counts, strict=True):
             stored, duplicates, stale = 0, counts.duplicates, counts.ignored_stale
             for mid, report in best.items():
@@ -107,13 +123,14 @@ class BatchAttribution:
                 if judged == "store":
                     stored += 1
                     standing[mid] = new
-                    winners[mid] = report
+                    settled.winners[mid] = report
+                    settled.stored.append(report)
                 elif judged == "duplicate":
                     duplicates += 1
                 else:
                     stale += 1
-            results.append(IngestResult(stored=stored, duplicates=duplicates, ignored_stale=stale))
-        return results, winners
+            settled.results.append(IngestResult(stored=stored, duplicates=duplicates, ignored_stale=stale))
+        return settled
 
     def raw_rows(self) -> list[tuple[str | None, str]]:
         """``(remote, body)`` of every raw document of the batch, request by request."""

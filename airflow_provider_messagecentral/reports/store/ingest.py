@@ -142,10 +142,11 @@ class IngestRoom(StoreEngine):
            database; PostgreSQL first inserts each message's last winner where no row exists (``ON CONFLICT DO
            NOTHING``: for those the batch's judgement from "nothing stored" is the right one) and reads the
            others ``FOR UPDATE``, both in ``messageId`` order.
-        2. The batch is judged from what is held (:meth:`.attribution.BatchAttribution.settle`).
+        2. The batch is judged from what is held (:meth:`.attribution.BatchAttribution.settle`): a verdict
+           on the rows as they are while this transaction holds them, never on an earlier read.
         3. New messages are inserted; replaced ones go through the report upsert, whose ``WHERE`` is the
-           precedence rule (:func:`.precedence.report_replaces`) and whose ``RETURNING`` names the rows written.
-        4. Exactly the rows written are copied onto the recipients they match.
+           precedence rule again (:func:`.precedence.report_replaces`).
+        4. Every report the judgement stored is copied onto the recipients it matches, in order.
         """
         sql = self._ingest_sql
         with self._write() as conn:
@@ -154,18 +155,16 @@ class IngestRoom(StoreEngine):
             if raw:
                 sql.add_raw(cursor, [sql.raw_row(now, remote, body) for remote, body in raw])
             inserted, held = self._hold(cursor, batch, now)
-            answers, winners = batch.settle(held)
+            answers, winners, stored = batch.settle(held)
             changed = [winners[mid] for mid in batch.message_ids if mid in winners and mid not in inserted]
             fresh = [report for report in changed if held.get(report.messageId) is None]
             replacing = [report for report in changed if held.get(report.messageId) is not None]
-            written = set(inserted)
             if fresh:
-                written |= sql.add_new(cursor, [sql.report_row(report, now) for report in fresh])
+                sql.add_new(cursor, [sql.report_row(report, now) for report in fresh])
             if replacing:
-                written |= sql.upsert.returned(cursor, [sql.report_row(report, now) for report in replacing])
-            matched = [winners[mid] for mid in batch.message_ids if mid in written]
-            if matched:
-                self._match_reports(conn, matched, now)
+                sql.upsert.executemany(cursor, [sql.report_row(report, now) for report in replacing])
+            if stored:
+                self._match_reports(conn, stored, now)
         results[:] = answers
 
     def _hold(
@@ -175,7 +174,7 @@ class IngestRoom(StoreEngine):
         sql = self._ingest_sql
         if self.dialect == "sqlite":
             return set(), dict(sql.held(cursor, batch.message_ids))
-        _, if_new = batch.settle({})
+        if_new = batch.settle({}).winners
         rows = [sql.report_row(if_new[mid], now) for mid in batch.message_ids]
         inserted = sql.add_new(cursor, rows)
         held: dict[str, precedence.Standing | None] = dict.fromkeys(inserted)

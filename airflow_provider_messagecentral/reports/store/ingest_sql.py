@@ -12,14 +12,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, insert, literal_column, or_, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.schema import CreateTable
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import precedence
@@ -41,6 +56,8 @@ REPLACED = (
 )
 REPORT_COLUMNS = ("message_id", *REPLACED)
 RAW_COLUMNS = ("received_at", "remote", "body")
+#: PostgreSQL: the temporary table new reports are copied into before they are merged into ``mc_reports``.
+STAGE_TABLE = "mc_ingest_stage"
 
 
 @dataclass(frozen=True)
@@ -147,7 +164,6 @@ class DriverStatement:
         positions = tuple(compiled.positiontup or ())
         # itemgetter of one name returns the value, not a 1-tuple: every statement here binds several.
         self._positional = itemgetter(*positions) if len(positions) > 1 else None
-        self._pipelined = dialect.name == "postgresql"
 
     def args(self, params: dict[str, Any]) -> Any:
         """The driver's parameters for one row."""
@@ -156,22 +172,6 @@ class DriverStatement:
     def executemany(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per row (one driver call)."""
         cursor.executemany(self.sql, rows if self._positional is None else list(map(self._positional, rows)))
-
-    def returned(self, cursor: Any, rows: Iterable[dict[str, Any]]) -> set[Any]:
-        """Run the statement once per row; the first column of every row its ``RETURNING`` gave."""
-        found: set[Any] = set()
-        args = [self.args(row) for row in rows]
-        if self._pipelined and args:
-            # psycopg: one pipelined executemany, one result set per row.
-            cursor.executemany(self.sql, args, returning=True)
-            while True:
-                found.update(value for value, *_ in cursor.fetchall())
-                if not cursor.nextset():
-                    return found
-        for one in args:
-            cursor.execute(self.sql, one)
-            found.update(value for value, *_ in cursor.fetchall())
-        return found
 
 
 class IngestSQL:
@@ -198,22 +198,59 @@ class IngestSQL:
         self.by_mobile = DriverStatement(s.by_mobile, dialect)
         self._epoch = self.value(precedence.EPOCH)
         self._held_sql = f"SELECT message_id, status, is_final, done_date, submit_date FROM {t.reports.name} WHERE "
+        if not self._sqlite:
+            self._postgresql_statements(dialect)
+
+    def _postgresql_statements(self, dialect: Dialect) -> None:
+        """The ``COPY`` statements of :meth:`add_raw` and :meth:`add_new` and the staging table's."""
+        stage = Table(
+            STAGE_TABLE,
+            MetaData(),
+            *(Column(name, t.reports.c[name].type) for name in REPORT_COLUMNS),
+            prefixes=["TEMPORARY"],
+        )
+        # Created once per connection (IF NOT EXISTS: a rolled-back transaction may have dropped it), emptied.
+        create = CreateTable(stage, if_not_exists=True).compile(dialect=dialect).string
+        self._stage_ready = f"{create.strip()}; DELETE FROM {STAGE_TABLE}"
+        self._copy_stage = f"COPY {STAGE_TABLE} ({', '.join(REPORT_COLUMNS)}) FROM STDIN"
+        self._copy_raw = f"COPY {t.raw_reports.name} ({', '.join(RAW_COLUMNS)}) FROM STDIN"
+        merge = (
+            pg_insert(t.reports)
+            .from_select(list(REPORT_COLUMNS), select(*stage.c).order_by(stage.c.message_id))
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(t.reports.c.message_id)
+        )
+        self._merge_stage = merge.compile(dialect=dialect).string
 
     def add_raw(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
-        """Append rows (:meth:`raw_row`) to the raw audit table."""
-        self.raw.executemany(cursor, rows)
+        """Append rows (:meth:`raw_row`) to the raw audit table (PostgreSQL: ``COPY``)."""
+        if self._sqlite:
+            self.raw.executemany(cursor, rows)
+            return
+        raw_values = itemgetter(*RAW_COLUMNS)
+        with cursor.copy(self._copy_raw) as copy:
+            for row in rows:
+                copy.write_row(raw_values(row))
 
     def add_new(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
         """
         Insert reports (:meth:`report_row`) unless their message is stored; the message ids inserted.
 
         On SQLite it is called only for messages the transaction read as not stored, while it holds the
-        database: all of them are inserted.
+        database: all of them are inserted. On PostgreSQL the rows are copied (``COPY``) into a temporary
+        staging table and merged from it in ``messageId`` order (``ON CONFLICT DO NOTHING RETURNING``): three
+        round trips whatever the batch, where ``executemany`` spent more Python per row than the server did.
         """
         if self._sqlite:
             self.insert_new.executemany(cursor, rows)
             return {row["message_id"] for row in rows}
-        return self.insert_new.returned(cursor, rows)
+        report_values = itemgetter(*REPORT_COLUMNS)
+        cursor.execute(self._stage_ready)
+        with cursor.copy(self._copy_stage) as copy:
+            for row in rows:
+                copy.write_row(report_values(row))
+        cursor.execute(self._merge_stage)
+        return {value for value, *_ in cursor.fetchall()}
 
     @staticmethod
     def cursor(conn: Connection) -> Any:
