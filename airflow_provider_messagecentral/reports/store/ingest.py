@@ -26,15 +26,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport, IngestResult
 from airflow_provider_messagecentral.reports.store import precedence
-from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.attribution import BatchAttribution, IngestRequest
-from airflow_provider_messagecentral.reports.store.engine import StoreEngine, chunks, utcnow
+from airflow_provider_messagecentral.reports.store.engine import StoreEngine, utcnow
 from airflow_provider_messagecentral.reports.store.group_commit import GroupCommit
 from airflow_provider_messagecentral.reports.store.ingest_sql import IngestSQL, IngestStatements
 
@@ -189,30 +187,23 @@ class IngestRoom(StoreEngine):
         messageId), so two concurrent batches never wait for each other's recipient rows in opposite orders.
         """
         sql = self._ingest_sql
-        by_id_mobile: list[dict[str, Any]] = []
-        by_id_any: list[dict[str, Any]] = []
-        for report in winners:
-            params = sql.match_params(report, now)
-            (by_id_any if report.mobile is None else by_id_mobile).append(params)
-        by_mobile = sorted(by_id_mobile, key=lambda p: (p["b_mobile"], p["b_mid"]))
-        by_id_mobile.sort(key=lambda p: (p["b_mid"], p["b_mobile"]))
-        by_id_any.sort(key=lambda p: p["b_mid"])
         cursor = sql.cursor(conn)
+        params = [sql.match_params(report, now) for report in winners]
+        # How many recipients each message id was sent to (0: none, the common case of bulk sends): only ids
+        # that name a recipient are matched by id; one without a mobile only when it names exactly one (a
+        # bulk request's transactionId is shared by the whole chunk).
+        sent = sql.recipients_per_id(cursor, sorted({p["b_mid"] for p in params}))
+        by_id_mobile = sorted(
+            (p for p in params if p["b_mobile"] is not None and sent.get(p["b_mid"])),
+            key=lambda p: (p["b_mid"], p["b_mobile"]),
+        )
+        by_id_any = sorted(
+            (p for p in params if p["b_mobile"] is None and sent.get(p["b_mid"]) == 1), key=lambda p: p["b_mid"]
+        )
+        by_mobile = sorted((p for p in params if p["b_mobile"] is not None), key=lambda p: (p["b_mobile"], p["b_mid"]))
         if by_id_mobile:
             sql.by_id_mobile.executemany(cursor, by_id_mobile)
         if by_id_any:
-            # A report without a mobile matches by id only when the id names exactly one recipient
-            # (a bulk request's transactionId is shared by the whole chunk). One counting query per chunk.
-            rc = t.recipients.c
-            counts: dict[str, int] = {}
-            for chunk in chunks([p["b_mid"] for p in by_id_any]):
-                counts.update(
-                    conn.execute(
-                        select(rc.message_id, func.count()).where(rc.message_id.in_(chunk)).group_by(rc.message_id)
-                    ).all()
-                )
-            single = [p for p in by_id_any if counts.get(p["b_mid"]) == 1]
-            if single:
-                sql.by_id_only.executemany(cursor, single)
+            sql.by_id_only.executemany(cursor, by_id_any)
         if by_mobile:
             sql.by_mobile.executemany(cursor, by_mobile)

@@ -198,6 +198,7 @@ class IngestSQL:
         self.by_mobile = DriverStatement(s.by_mobile, dialect)
         self._epoch = self.value(precedence.EPOCH)
         self._held_sql = f"SELECT message_id, status, is_final, done_date, submit_date FROM {t.reports.name} WHERE "
+        self._sent_sql = f"SELECT message_id, count(*) FROM {t.recipients.name} WHERE "
         if not self._sqlite:
             self._postgresql_statements(dialect)
 
@@ -308,16 +309,26 @@ class IngestSQL:
             "b_mobile": report.mobile,
         }
 
+    def recipients_per_id(self, cursor: Any, message_ids: Sequence[str]) -> dict[str, int]:
+        """How many recipients each of ``message_ids`` was sent to (ids sent to none are left out)."""
+        sent: dict[str, int] = {}
+        for chunk in chunks(message_ids):
+            cursor.execute(*self._in_list(self._sent_sql, chunk, " GROUP BY message_id"))
+            sent.update(cursor.fetchall())
+        return sent
+
+    def _in_list(self, head: str, chunk: Sequence[str], tail: str) -> tuple[str, tuple[Any, ...]]:
+        """``head`` + ``message_id`` in ``chunk`` + ``tail``, with the driver's parameters."""
+        if self._sqlite:
+            return f"{head}message_id IN ({','.join('?' * len(chunk))}){tail}", tuple(chunk)
+        return f"{head}message_id = ANY(%s){tail}", (list(chunk),)
+
     def held(self, cursor: Any, message_ids: Sequence[str]) -> dict[str, precedence.Standing]:
         """The stored standing of ``message_ids`` (sorted); locked for the transaction on PostgreSQL."""
         held: dict[str, precedence.Standing] = {}
+        lock = "" if self._sqlite else " ORDER BY message_id FOR UPDATE"
         for chunk in chunks(message_ids):
-            args: tuple[Any, ...]
-            if self._sqlite:
-                sql, args = f"{self._held_sql}message_id IN ({','.join('?' * len(chunk))})", tuple(chunk)
-            else:
-                sql, args = f"{self._held_sql}message_id = ANY(%s) ORDER BY message_id FOR UPDATE", (list(chunk),)
-            cursor.execute(sql, args)
+            cursor.execute(*self._in_list(self._held_sql, chunk, lock))
             for mid, status, final, done, submit in cursor.fetchall():
                 held[mid] = precedence.Standing(status, bool(final), self._date(done), self._date(submit))
         return held
