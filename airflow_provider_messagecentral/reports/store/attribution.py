@@ -81,6 +81,10 @@ class Settlement(NamedTuple):
         (the row to write).
     :param stored: every report that replaced its message's standing, in the order the requests would have
         stored them one after another (what the recipients go through).
+
+    Example::
+
+        results, winners, stored = BatchAttribution(requests).settle(held)
     """
 
     results: list[IngestResult]
