@@ -1,6 +1,7 @@
 """
-Figure 4: callback ingest. Our receiver (``create_app`` under uvicorn, 1 worker) storing into SQLite — and
-PostgreSQL when its server binaries are installed — against a bare FastAPI endpoint that stores nothing.
+Figure 4: callback ingest. Our receiver (``create_app`` under uvicorn, 1 worker: callbacks validated on the
+event loop, stored by the group-commit writer) storing into SQLite — and PostgreSQL when its server binaries
+are installed — against a bare FastAPI endpoint that reads and parses the body and stores nothing.
 
 32 concurrent keep-alive clients post 20,000 reports: 85% distinct messages (each matched to a recipient of
 a 17,000-recipient campaign), 10% exact duplicates, 5% stale ``UNKNOWN`` reports arriving after the final
@@ -32,6 +33,9 @@ from benchmarks.common import ROOT, Figure, Stats, bench_env, free_port, log, st
 
 SECRET = "bench-callback-secret-0123456789"
 CONCURRENCY = 32
+#: Goals of figure 4: receiver reports/s / bare endpoint reports/s, per backend; p99 latency.
+RATIO_GOALS = {"sqlite": 0.80, "postgresql": 0.60}
+P99_GOAL_MS = 50.0
 STATUS_MIX = (("DELIVRD", 0.90), ("UNDELIV", 0.05), ("EXPIRED", 0.05))
 
 
@@ -172,6 +176,14 @@ def load(port: int, bodies_file: Path, max_seconds: float) -> dict[str, Any]:
     return result
 
 
+def load_all_ok(port: int, bodies_file: Path, max_seconds: float) -> dict[str, Any]:
+    """:func:`load` whose every answer must be 200 (the bare baseline once answered 422 unread: no baseline)."""
+    result = load(port, bodies_file, max_seconds)
+    if result["ok"] != result["requests"]:
+        raise RuntimeError(f"the bare endpoint answered non-200: {result['statuses']}")
+    return result
+
+
 def ab_check(port: int, body: str, count: int, tmp: Path) -> dict[str, Any] | None:
     """``ab -k -c 32`` posting one fixed body to the bare endpoint (None when ab is not installed)."""
     ab = shutil.which("ab")
@@ -249,12 +261,13 @@ def backend_rounds(
             key = prepare_store(url, f"{backend}-{tag}", mobiles)
             order = ("bare", "receiver") if i % 2 == 0 else ("receiver", "bare")
             for kind in order:
+                measure = load if kind == "receiver" else load_all_ok
                 if kind in shared:
-                    result = load(shared[kind].port, bodies_file, max_seconds)
+                    result = measure(shared[kind].port, bodies_file, max_seconds)
                 else:
                     with Server(kind, url if kind == "receiver" else None) as server:
                         warm_up(server.port, tmp, f"{backend}{kind}{i}")
-                        result = load(server.port, bodies_file, max_seconds)
+                        result = measure(server.port, bodies_file, max_seconds)
                 (ours if kind == "receiver" else bare).append(result)
             checks.append(verify_store(url, key, expected, len(bodies)))
             log(
@@ -283,8 +296,8 @@ def figures_for(
             baseline_name="bare FastAPI, stores nothing",
             ratio=ratio,
             ratio_meaning="receiver reports/s / bare FastAPI endpoint reports/s (same uvicorn, same load)",
-            goal=">= 0.80",
-            goal_met=ratio.median >= 0.80,
+            goal=f">= {RATIO_GOALS[backend]:.2f}",
+            goal_met=ratio.median >= RATIO_GOALS[backend],
             parameters=params,
             details={
                 "receiver_p50_ms": Stats.of([o["p50_ms"] for o in ours]).median,
@@ -303,8 +316,8 @@ def figures_for(
             baseline_name="bare FastAPI",
             ratio=Stats.of([o["p99_ms"] / b["p99_ms"] for o, b in zip(ours, bare, strict=True)]),
             ratio_meaning="receiver p99 latency / bare endpoint p99 latency",
-            goal="-",
-            goal_met=None,
+            goal=f"<= {P99_GOAL_MS:.0f} ms",
+            goal_met=Stats.of([o["p99_ms"] for o in ours]).median <= P99_GOAL_MS,
             parameters=params,
         ),
         Figure(

@@ -49,6 +49,7 @@ BENCHMARKS = {
     "bulk": "benchmarks.bench_bulk",
     "workbook": "benchmarks.bench_workbook",
     "ingest": "benchmarks.bench_ingest",
+    "ingest_1m": "benchmarks.bench_ingest_1m",
     "summary": "benchmarks.bench_summary",
     "e2e": "benchmarks.bench_e2e",
 }

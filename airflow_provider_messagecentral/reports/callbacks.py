@@ -15,11 +15,11 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.receiver_config import receiver_config
+from airflow_provider_messagecentral.reports.store.group_commit import ingest_callback
 
 MAX_ERRORS = 20
 
@@ -163,8 +163,7 @@ async def receive(request: Request, provided: str | None) -> dict[str, int]:
     reports = validate_reports(document, config.timezone)
     kept = raw_text(text, document)
     remote = request.client.host if request.client else None
-    db = await run_in_threadpool(config.store)
-    result = await run_in_threadpool(db.ingest, reports, [kept], remote)
+    result = await ingest_callback(config.store, reports, kept, remote)  # answered once committed
     return {"stored": result.stored, "duplicates": result.duplicates, "ignored_stale": result.ignored_stale}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import datetime, timezone
@@ -110,6 +111,7 @@ def normalize_mobile(value: object) -> str | None:
     return text
 
 
+@functools.lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo | timezone:
     if name.upper() in ("UTC", "Z", ""):
         return timezone.utc
@@ -142,7 +144,10 @@ def parse_report_datetime(value: object, tz: str = "UTC") -> datetime | None:
     else:
         raise ValueError(f"expected a date string, got {type(value).__name__}")
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_zone(tz))
+        zone = _zone(tz)
+        if zone is timezone.utc:
+            return parsed  # already naive UTC (the common case: MessageCentral's dates carry no zone)
+        parsed = parsed.replace(tzinfo=zone)
     try:
         return parsed.astimezone(timezone.utc).replace(tzinfo=None)
     except OverflowError as err:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from helpers import REPORT_T0, report, report_time
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
 from airflow_provider_messagecentral.campaign.keys import make_campaign_key
@@ -205,8 +205,9 @@ def test_a_report_refused_by_a_concurrent_final_status_does_not_reach_the_recipi
     unknown = rep("m1", "UNKNOWN", mobile=mobile, submitDate=at(1), doneDate=at(2))
     done: list[Any] = []
     with pg_store.engine.connect() as other:
-        params = pg_store._report_params(rep("m1", "DELIVRD", mobile=mobile, submitDate=at(1), doneDate=at(5)), T0)
-        other.execute(insert(t.reports).values(**params))
+        sql = pg_store._ingest_sql
+        row = sql.report_row(rep("m1", "DELIVRD", mobile=mobile, submitDate=at(1), doneDate=at(5)), T0)
+        sql.add_new(sql.cursor(other), [row])
         other.execute(
             update(t.recipients)
             .where(t.recipients.c.mobile == mobile)

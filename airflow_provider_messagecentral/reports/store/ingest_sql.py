@@ -1,0 +1,334 @@
+"""
+The SQL of ingest: statements defined once with SQLAlchemy Core, compiled once per store, run on the driver.
+
+Ingest is the receiver's hot path: a group commit writes thousands of rows a second. SQLAlchemy's
+per-row parameter processing cost more than SQLite's own work, so :class:`IngestSQL` compiles each statement
+of :class:`IngestStatements` once for the store's dialect and runs it on the DBAPI cursor of the
+transaction's connection, with rows whose values are already what the driver takes (:meth:`IngestSQL.value`:
+dates as SQLAlchemy's SQLite text, JSON as text; PostgreSQL gets the casts SQLAlchemy renders).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.schema import CreateTable
+
+from airflow_provider_messagecentral.reports.models import DeliveryReport
+from airflow_provider_messagecentral.reports.store import precedence
+from airflow_provider_messagecentral.reports.store import tables as t
+from airflow_provider_messagecentral.reports.store.engine import chunks, dialect_insert
+
+#: Report columns an upsert that wins replaces.
+REPLACED = (
+    "status",
+    "is_final",
+    "error_code",
+    "mobile",
+    "country_code",
+    "client_id",
+    "submit_date",
+    "done_date",
+    "received_at",
+    "extra",
+)
+REPORT_COLUMNS = ("message_id", *REPLACED)
+RAW_COLUMNS = ("received_at", "remote", "body")
+#: PostgreSQL: the temporary table new reports are copied into before they are merged into ``mc_reports``.
+STAGE_TABLE = "mc_ingest_stage"
+
+
+@dataclass(frozen=True)
+class IngestStatements:
+    """
+    The statements of ingest for one dialect, built once per store.
+
+    :param insert_new: insert a report unless its message is stored (``RETURNING`` the message ids inserted).
+    :param upsert: insert a report, or replace the stored one when :func:`.precedence.report_replaces`;
+        ``RETURNING`` the message ids it wrote.
+    :param by_id_mobile: copy report ``:b_mid`` onto the recipients sent with that transaction id and mobile.
+    :param by_id_only: the same without a mobile (for a transaction id that names one recipient).
+    :param by_mobile: copy it onto recipients of its mobile in a campaign window, unless matched by id or by a
+        later report.
+
+    Example::
+
+        statements = IngestStatements.build("sqlite")
+        written = set(conn.execute(statements.upsert, rows).scalars())
+    """
+
+    insert_new: Any
+    upsert: Any
+    by_id_mobile: Any
+    by_id_only: Any
+    by_mobile: Any
+
+    @classmethod
+    def build(cls, dialect: str) -> IngestStatements:
+        """The statements of ``dialect`` (``sqlite`` or ``postgresql``)."""
+        if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+            raise RuntimeError(
+                f"the report store needs SQLite 3.35 or newer (INSERT ... RETURNING); this Python uses SQLite "
+                f"{sqlite3.sqlite_version}: use a newer Python/SQLite or PostgreSQL"
+            )
+        upsert = dialect_insert(dialect, t.reports)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["message_id"],
+            set_={name: getattr(upsert.excluded, name) for name in REPLACED},
+            where=precedence.report_replaces(upsert.excluded, dialect),
+        )
+        rc, cc = t.recipients.c, t.campaigns.c
+        copied: dict[str, Any] = {
+            "report_message_id": bindparam("b_mid"),
+            "match_date": bindparam("b_date"),
+            "status": bindparam("b_status"),
+            "error_code": bindparam("b_error"),
+            "submit_date": bindparam("b_submit"),
+            "done_date": bindparam("b_done"),
+        }
+        takes = precedence.recipient_takes(dialect)
+        in_window = exists().where(
+            cc.campaign_key == rc.campaign_key,
+            cc.window_start <= bindparam("b_date"),
+            cc.window_end >= bindparam("b_date"),
+        )
+        # Our own constants, inlined: the driver statements then take nothing but the rows' values.
+        by_id: ColumnElement[str] = literal_column("'id'")
+        by_mobile: ColumnElement[str] = literal_column("'mobile'")
+        later_by_mobile = and_(
+            rc.match_kind == by_mobile,
+            or_(rc.report_message_id == bindparam("b_mid"), rc.match_date <= bindparam("b_date")),
+        )
+        insert_new = dialect_insert(dialect, t.reports).on_conflict_do_nothing(index_elements=["message_id"])
+        return cls(
+            insert_new=insert_new.returning(t.reports.c.message_id),
+            upsert=upsert.returning(t.reports.c.message_id),
+            by_id_mobile=update(t.recipients)
+            .where(rc.message_id == bindparam("b_mid"), rc.mobile == bindparam("b_mobile"), takes)
+            .values(match_kind=by_id, **copied),
+            by_id_only=update(t.recipients)
+            .where(rc.message_id == bindparam("b_mid"), takes)
+            .values(match_kind=by_id, **copied),
+            by_mobile=update(t.recipients)
+            .where(
+                rc.mobile == bindparam("b_mobile"),
+                or_(rc.match_kind.is_(None), later_by_mobile),
+                in_window,
+                takes,
+            )
+            .values(match_kind=by_mobile, **copied),
+        )
+
+
+class DriverStatement:
+    """
+    A Core statement compiled once for a dialect, run on the DBAPI cursor with ready values.
+
+    Positional drivers (SQLite's ``?``) get tuples in the compiled order, named ones (psycopg's ``%(name)s``)
+    the row dicts themselves. The statement must bind nothing but the rows' keys (constants inlined).
+
+    Example::
+
+        raw = DriverStatement(insert(t.raw_reports), engine.dialect, RAW_COLUMNS)
+        raw.executemany(cursor, [{"received_at": "2024-05-01 00:00:00.000000", "remote": None, "body": "{}"}])
+    """
+
+    def __init__(self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        self.sql: str = compiled.string
+        constants = [name for bind, name in compiled.bind_names.items() if not bind.required]
+        if constants:
+            raise ValueError(f"inline the constants {constants} of {self.sql[:60]!r}...")
+        positions = tuple(compiled.positiontup or ())
+        # itemgetter of one name returns the value, not a 1-tuple: every statement here binds several.
+        self._positional = itemgetter(*positions) if len(positions) > 1 else None
+
+    def args(self, params: dict[str, Any]) -> Any:
+        """The driver's parameters for one row."""
+        return params if self._positional is None else self._positional(params)
+
+    def executemany(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per row (one driver call)."""
+        cursor.executemany(self.sql, rows if self._positional is None else list(map(self._positional, rows)))
+
+
+class IngestSQL:
+    """
+    The compiled ingest statements of one store and the rows they take.
+
+    Example::
+
+        sql = IngestSQL(engine.dialect)
+        with engine.begin() as conn:
+            sql.raw.executemany(sql.cursor(conn), [sql.raw_row(now, None, "{}")])
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect.name
+        self.statements = IngestStatements.build(self.dialect)
+        s = self.statements
+        self._sqlite = self.dialect == "sqlite"
+        self.raw = DriverStatement(insert(t.raw_reports), dialect, RAW_COLUMNS)
+        self.insert_new = DriverStatement(s.insert_new, dialect, REPORT_COLUMNS)
+        self.upsert = DriverStatement(s.upsert, dialect, REPORT_COLUMNS)
+        self.by_id_mobile = DriverStatement(s.by_id_mobile, dialect)
+        self.by_id_only = DriverStatement(s.by_id_only, dialect)
+        self.by_mobile = DriverStatement(s.by_mobile, dialect)
+        self._epoch = self.value(precedence.EPOCH)
+        self._held_sql = f"SELECT message_id, status, is_final, done_date, submit_date FROM {t.reports.name} WHERE "
+        self._sent_sql = f"SELECT message_id, count(*) FROM {t.recipients.name} WHERE "
+        if not self._sqlite:
+            self._postgresql_statements(dialect)
+
+    def _postgresql_statements(self, dialect: Dialect) -> None:
+        """The ``COPY`` statements of :meth:`add_raw` and :meth:`add_new` and the staging table's."""
+        stage = Table(
+            STAGE_TABLE,
+            MetaData(),
+            *(Column(name, t.reports.c[name].type) for name in REPORT_COLUMNS),
+            prefixes=["TEMPORARY"],
+        )
+        # Created once per connection (IF NOT EXISTS: a rolled-back transaction may have dropped it), emptied.
+        create = CreateTable(stage, if_not_exists=True).compile(dialect=dialect).string
+        self._stage_ready = f"{create.strip()}; DELETE FROM {STAGE_TABLE}"
+        self._copy_stage = f"COPY {STAGE_TABLE} ({', '.join(REPORT_COLUMNS)}) FROM STDIN"
+        self._copy_raw = f"COPY {t.raw_reports.name} ({', '.join(RAW_COLUMNS)}) FROM STDIN"
+        merge = (
+            pg_insert(t.reports)
+            .from_select(list(REPORT_COLUMNS), select(*stage.c).order_by(stage.c.message_id))
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(t.reports.c.message_id)
+        )
+        self._merge_stage = merge.compile(dialect=dialect).string
+
+    def add_raw(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows (:meth:`raw_row`) to the raw audit table (PostgreSQL: ``COPY``)."""
+        if self._sqlite:
+            self.raw.executemany(cursor, rows)
+            return
+        raw_values = itemgetter(*RAW_COLUMNS)
+        with cursor.copy(self._copy_raw) as copy:
+            for row in rows:
+                copy.write_row(raw_values(row))
+
+    def add_new(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """
+        Insert reports (:meth:`report_row`) unless their message is stored; the message ids inserted.
+
+        On SQLite it is called only for messages the transaction read as not stored, while it holds the
+        database: all of them are inserted. On PostgreSQL the rows are copied (``COPY``) into a temporary
+        staging table and merged from it in ``messageId`` order (``ON CONFLICT DO NOTHING RETURNING``): three
+        round trips whatever the batch, where ``executemany`` spent more Python per row than the server did.
+        """
+        if self._sqlite:
+            self.insert_new.executemany(cursor, rows)
+            return {row["message_id"] for row in rows}
+        report_values = itemgetter(*REPORT_COLUMNS)
+        cursor.execute(self._stage_ready)
+        with cursor.copy(self._copy_stage) as copy:
+            for row in rows:
+                copy.write_row(report_values(row))
+        cursor.execute(self._merge_stage)
+        return {value for value, *_ in cursor.fetchall()}
+
+    @staticmethod
+    def cursor(conn: Connection) -> Any:
+        """The DBAPI cursor of ``conn``'s connection (inside its SQLAlchemy transaction)."""
+        return conn.connection.cursor()
+
+    def value(self, when: datetime | None) -> Any:
+        """A date as the driver takes it: SQLAlchemy's SQLite text form, or the datetime itself."""
+        if when is None or not self._sqlite:
+            return when
+        return when.isoformat(" ", "microseconds")
+
+    def _date(self, stored: Any) -> datetime | None:
+        if stored is None or isinstance(stored, datetime):
+            return stored
+        return datetime.fromisoformat(stored)
+
+    def raw_row(self, now: datetime, remote: str | None, body: str) -> dict[str, Any]:
+        """A row of the raw audit table."""
+        return {"received_at": self.value(now), "remote": remote, "body": body}
+
+    def report_row(self, report: DeliveryReport, now: datetime) -> dict[str, Any]:
+        """The row of ``mc_reports`` that stores ``report`` (arrived at ``now``)."""
+        value, extra = self.value, report.model_extra
+        return {
+            "message_id": report.messageId,
+            "status": report.status,
+            "is_final": int(report.is_final),
+            "error_code": report.errorCode,
+            "mobile": report.mobile,
+            "country_code": report.countryCode,
+            "client_id": report.clientId,
+            "submit_date": value(report.submitDate),
+            "done_date": value(report.doneDate),
+            "received_at": value(now),
+            # SQLAlchemy's JSON type stores None as JSON null, never SQL NULL: the same here.
+            "extra": json.dumps(extra) if extra else "null",
+        }
+
+    def match_params(self, report: DeliveryReport, now: datetime) -> dict[str, Any]:
+        """The parameters of the recipient updates that copy ``report`` (see :class:`IngestStatements`)."""
+        value = self.value
+        submit, done = value(report.submitDate), value(report.doneDate)
+        return {
+            "b_mid": report.messageId,
+            "b_status": report.status,
+            # precedence.rank_params, with the dates as the driver takes them
+            "b_final": int(report.is_final),
+            "b_done_key": self._epoch if done is None else done,
+            "b_submit_key": self._epoch if submit is None else submit,
+            "b_error": report.errorCode,
+            "b_submit": submit,
+            "b_done": done,
+            "b_date": submit or done or value(now),
+            "b_mobile": report.mobile,
+        }
+
+    def recipients_per_id(self, cursor: Any, message_ids: Sequence[str]) -> dict[str, int]:
+        """How many recipients each of ``message_ids`` was sent to (ids sent to none are left out)."""
+        sent: dict[str, int] = {}
+        for chunk in chunks(message_ids):
+            cursor.execute(*self._in_list(self._sent_sql, chunk, " GROUP BY message_id"))
+            sent.update(cursor.fetchall())
+        return sent
+
+    def _in_list(self, head: str, chunk: Sequence[str], tail: str) -> tuple[str, tuple[Any, ...]]:
+        """``head`` + ``message_id`` in ``chunk`` + ``tail``, with the driver's parameters."""
+        if self._sqlite:
+            return f"{head}message_id IN ({','.join('?' * len(chunk))}){tail}", tuple(chunk)
+        return f"{head}message_id = ANY(%s){tail}", (list(chunk),)
+
+    def held(self, cursor: Any, message_ids: Sequence[str]) -> dict[str, precedence.Standing]:
+        """The stored standing of ``message_ids`` (sorted); locked for the transaction on PostgreSQL."""
+        held: dict[str, precedence.Standing] = {}
+        lock = "" if self._sqlite else " ORDER BY message_id FOR UPDATE"
+        for chunk in chunks(message_ids):
+            cursor.execute(*self._in_list(self._held_sql, chunk, lock))
+            for mid, status, final, done, submit in cursor.fetchall():
+                held[mid] = precedence.Standing(status, bool(final), self._date(done), self._date(submit))
+        return held
