@@ -16,6 +16,8 @@ from typing import NamedTuple
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
+from airflow_provider_messagecentral.audience.numbering import MAX_FAST_DIGITS, plan_for
+
 
 class PhoneNumber(NamedTuple):
     """A valid number split the way MessageCentral wants it: dialling code and national number."""
@@ -89,8 +91,12 @@ _SEPARATORS = str.maketrans("", "", " -().\u00a0")
 
 def _valid(country_code: str, national: str) -> bool:
     """libphonenumber's validity check on an already split number (skips the costly text parse)."""
-    if not national or national[0] == "0" or not national.isdigit() or len(national) > 14:
+    if not national or national[0] == "0" or not national.isdigit() or len(national) > MAX_FAST_DIGITS:
         return False
+    if national.isascii() and country_code.isascii():
+        plan = plan_for(country_code)
+        if plan is not None:
+            return plan.valid(national)  # the same rules, compiled once per dialling code
     number = phonenumbers.PhoneNumber(country_code=int(country_code), national_number=int(national))
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code), ())
     if len(regions) == 1:
@@ -98,49 +104,93 @@ def _valid(country_code: str, national: str) -> bool:
     return bool(phonenumbers.is_valid_number(number))
 
 
-def _fast_parse(text: str, code: str) -> PhoneNumber | None:
-    """
-    The common shapes (``9816111111``, ``919816111111``, ``+91 98161 11111``) without a full parse.
+_new_number = tuple.__new__
 
-    Returns a number only when libphonenumber deems it valid; anything else goes to the full parser,
-    which also gives the precise reason a number is rejected.
+
+class _FastParser:
     """
-    compact = text.translate(_SEPARATORS)
-    if compact.startswith("+"):
-        digits = compact[1:]
-    elif compact.startswith("00"):
-        digits = compact[2:]
-    else:
-        if not compact.isdigit():
+    The common shapes (``9816111111``, ``919816111111``, ``+91 98161 11111``, ``09816111111``) of one default
+    dialling code, without a full parse.
+
+    :meth:`parse` returns a number only when libphonenumber deems it valid, and the same number
+    ``phonenumbers.parse`` would give; anything else (``None``) goes to the full parser, which also gives the
+    precise reason a number is rejected.
+    """
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.plan = plan_for(code) if code.isascii() else None
+
+    def _national(self, national: str) -> PhoneNumber | None:
+        """``national`` under the default code, when valid (digits, no leading zero)."""
+        code = self.code
+        plan = self.plan
+        if plan is not None and national.isascii():
+            if national and national[0] != "0" and len(national) <= MAX_FAST_DIGITS and plan.valid(national):
+                return _new_number(PhoneNumber, (code, national))
             return None
-        if len(compact) > 10 and compact.startswith(code) and _valid(code, compact[len(code) :]):
-            return PhoneNumber(code, compact[len(code) :])
-        return PhoneNumber(code, compact) if _valid(code, compact) else None
-    if not digits.isdigit():
+        return PhoneNumber(code, national) if _valid(code, national) else None
+
+    def parse(self, text: str) -> PhoneNumber | None:
+        code = self.code
+        compact = text if text.isdigit() else text.translate(_SEPARATORS)
+        if compact.startswith("+"):
+            return self._international(compact[1:])
+        if compact.startswith("00"):
+            return self._international(compact[2:])
+        if compact is not text and not compact.isdigit():
+            return None
+        if len(compact) > 10 and compact.startswith(code):
+            number = self._national(compact[len(code) :])
+            if number is not None:
+                return number
+        number = self._national(compact)
+        if number is None and compact is text:
+            return self._national_prefixed(text)
+        return number
+
+    def _international(self, digits: str) -> PhoneNumber | None:
+        if not digits.isdigit():
+            return None
+        for size in (1, 2, 3):
+            cc = digits[:size]
+            if int(cc) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                return PhoneNumber(cc, digits[size:]) if _valid(cc, digits[size:]) else None
         return None
-    for size in (1, 2, 3):
-        cc = digits[:size]
-        if int(cc) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            return PhoneNumber(cc, digits[size:]) if _valid(cc, digits[size:]) else None
-    return None
+
+    def _national_prefixed(self, text: str) -> PhoneNumber | None:
+        """
+        ``09816111111``: digits only, the main region's plain ``0`` national prefix, then a valid number.
+
+        ``phonenumbers.parse`` strips such a prefix when what follows matches the region's general
+        description; anything else (another prefix, carrier codes, an international dialling prefix) is left
+        to it.
+        """
+        plan = self.plan
+        if plan is None or plan.national_prefix != "0" or plan.main is None or text[0] != "0" or not text.isascii():
+            return None
+        if plan.idd is not None and plan.idd.match(text):
+            return None
+        national = text[1:]
+        if not national or national[0] == "0" or len(national) > MAX_FAST_DIGITS:
+            return None
+        if plan.main.general_match(national) and plan.valid(national):
+            return _new_number(PhoneNumber, (self.code, national))
+        return None
 
 
-def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
-    """
-    Parse one number; raise ``ValueError`` saying why it is not usable.
+@lru_cache(maxsize=64)
+def _parser_for(code: str) -> _FastParser:
+    return _FastParser(code)
 
-    Accepts ``+919999999999``, ``00919999999999``, ``91 9999999999`` and national forms such as
-    ``9999999999`` or ``09999999999`` (read with ``default_country``).
-    """
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise ValueError(f"expected a phone number as text or integer, got {type(raw).__name__}")
-    text = str(raw).strip()
-    if not text:
-        raise ValueError("empty phone number")
-    code = _clean_code(default_country)
-    fast = _fast_parse(text, code)
-    if fast is not None:
-        return fast
+
+def _fast_parse(text: str, code: str) -> PhoneNumber | None:
+    """The fast path of :func:`parse_number` (see :class:`_FastParser`)."""
+    return _parser_for(code).parse(text)
+
+
+def _full_parse(text: str, code: str) -> PhoneNumber:
+    """``phonenumbers.parse`` of what the fast path left; raise ``ValueError`` saying why it is not usable."""
     region = _region_for(code)
     candidates = [text]
     digits = "".join(ch for ch in text if ch.isdigit())
@@ -162,21 +212,64 @@ def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
     raise ValueError(last_error)
 
 
+def _parse_text(text: str, code: str, parser: _FastParser | None = None) -> PhoneNumber:
+    if not text:
+        raise ValueError("empty phone number")
+    return (parser or _parser_for(code)).parse(text) or _full_parse(text, code)
+
+
+def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
+    """
+    Parse one number; raise ``ValueError`` saying why it is not usable.
+
+    Accepts ``+919999999999``, ``00919999999999``, ``91 9999999999`` and national forms such as
+    ``9999999999`` or ``09999999999`` (read with ``default_country``).
+    """
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise ValueError(f"expected a phone number as text or integer, got {type(raw).__name__}")
+    text = str(raw).strip()
+    if not text:
+        raise ValueError("empty phone number")
+    return _parse_text(text, _clean_code(default_country))
+
+
 def normalize_numbers(raw_numbers: Iterable[object], default_country: str | int = "91") -> Audience:
-    """Normalise many numbers: valid ones in input order without duplicates, invalid ones with position."""
+    """
+    Normalise many numbers: valid ones in input order without duplicates, invalid ones with position.
+
+    A value seen before (the same text or integer) is counted as a duplicate without being parsed again.
+    """
     audience = Audience()
+    try:
+        code = _clean_code(default_country)
+    except ValueError:
+        code = ""  # every number is refused, with the reason, by parse_number
+    parser = _parser_for(code) if code else None
     seen: set[str] = set()
+    valid_values: set[object] = set()
+    numbers = audience.numbers
     for position, raw in enumerate(raw_numbers, start=1):
+        kind = type(raw)
+        fast = parser is not None and (kind is str or kind is int)
+        if fast and raw in valid_values:
+            audience.duplicates += 1
+            continue
         try:
-            number = parse_number(raw, default_country)
+            if fast:
+                number = _parse_text((raw if kind is str else str(raw)).strip(), code, parser)  # type: ignore[attr-defined]
+            else:
+                number = parse_number(raw, default_country)
         except ValueError as err:
             audience.invalid.append(InvalidNumber(position, str(raw)[:40], str(err)))
             continue
-        if number.msisdn in seen:
+        if fast:
+            valid_values.add(raw)
+        msisdn = number.country_code + number.national
+        if msisdn in seen:
             audience.duplicates += 1
             continue
-        seen.add(number.msisdn)
-        audience.numbers.append(number)
+        seen.add(msisdn)
+        numbers.append(number)
     return audience
 
 
