@@ -48,6 +48,10 @@ class InvalidNumber(NamedTuple):
     reason: str
 
 
+#: Reads one number's text (see :func:`number_reader`).
+NumberReader = Callable[[str], PhoneNumber]
+
+
 @dataclass
 class Audience:
     """The result of normalising a list of numbers: valid ones in input order, de-duplicated."""
@@ -231,6 +235,25 @@ def parse_number(raw: object, default_country: str | int = "91") -> PhoneNumber:
     if not text:
         raise ValueError("empty phone number")
     return _parse_text(text, _clean_code(default_country))
+
+
+def number_reader(default_country: str | int = "91") -> NumberReader:
+    """
+    :func:`parse_number` for many texts of one default dialling code: the code is checked once.
+
+    The reader takes text (a workbook cell); like :func:`parse_number` it strips it and raises ``ValueError``
+    saying why a number is not usable (an unknown default code is said for every number).
+    """
+    try:
+        code = _clean_code(default_country)
+    except ValueError:
+        return lambda text: parse_number(text, default_country)
+    parser = _parser_for(code)
+
+    def read(text: str) -> PhoneNumber:
+        return _parse_text(text.strip(), code, parser)
+
+    return read
 
 
 def normalize_numbers(raw_numbers: Iterable[object], default_country: str | int = "91") -> Audience:

@@ -11,11 +11,11 @@ import datetime
 import math
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber, parse_number
+from airflow_provider_messagecentral.audience.phone import NumberReader, PhoneNumber, parse_number
 from airflow_provider_messagecentral.client.request import check_text
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
@@ -95,6 +95,24 @@ def render(message: str, values: Mapping[str, object]) -> str:
     return PLACEHOLDER_RE.sub(substitute, message)
 
 
+def message_template(message: str, names: Sequence[str]) -> Callable[..., str]:
+    """
+    :func:`render` compiled for rows whose values are already cell text, given in ``names`` order.
+
+    ``message_template("Hi ##var1##", ["mobile", "var1"])("919816111111", "Asha")`` is ``"Hi Asha"``: one
+    ``str.format`` per row instead of a substitution callback per placeholder.
+
+    :raises KeyError: for a placeholder that is not one of ``names``.
+    """
+    index = {name: position for position, name in enumerate(names)}  # the last of a repeated name, as a dict
+    pieces = PLACEHOLDER_RE.split(message)
+    parts = [
+        f"{{{index[piece]}}}" if odd else piece.replace("{", "{{").replace("}", "}}")
+        for odd, piece in ((i % 2 == 1, piece) for i, piece in enumerate(pieces))
+    ]
+    return "".join(parts).format
+
+
 @dataclass(frozen=True)
 class InvalidCell:
     """
@@ -128,13 +146,20 @@ def invalid_text(problems: list[InvalidCell], total: int, rows: int, what: str) 
     return f"{total} problem(s) in {rows} row(s) of {what}: {shown}{more}"
 
 
-def number_problem(raw: object, default_country: str) -> tuple[PhoneNumber | None, str | None]:
-    """``(number, None)`` for a usable number, ``(None, reason)`` otherwise."""
+def number_problem(
+    raw: object, default_country: str, *, read: NumberReader | None = None
+) -> tuple[PhoneNumber | None, str | None]:
+    """
+    ``(number, None)`` for a usable number, ``(None, reason)`` otherwise.
+
+    :param read: a :func:`~airflow_provider_messagecentral.audience.phone.number_reader` of the default code,
+        when many cells are read (``default_country`` is then not used).
+    """
     text = cell_text(raw)
     if text is None:
         return None, "empty, a phone number is needed"
     try:
-        return parse_number(text, default_country), None
+        return (read(text) if read is not None else parse_number(text, default_country)), None
     except ValueError as err:
         return None, f"{err} ({text[:40]!r})"
 

@@ -8,15 +8,16 @@ calamine, which is fast enough to check every row of a large audience.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from python_calamine import CalamineWorkbook
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.phone import NumberReader, PhoneNumber, number_reader
 from airflow_provider_messagecentral.audience.rows import (
     ERRORS_SHOWN,
     InvalidCell,
@@ -25,6 +26,7 @@ from airflow_provider_messagecentral.audience.rows import (
     number_problem,
     placeholders,
 )
+from airflow_provider_messagecentral.audience.xlsx_writer import column_letter
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
 MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
@@ -34,16 +36,6 @@ SAMPLE_ROWS = 5
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _MB = 1024 * 1024
-
-
-def column_letter(index: int) -> str:
-    """Spreadsheet column letter of a 0-based column index: 0 -> ``A``, 27 -> ``AB``."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 def _refuse(path: Path, why: str) -> MessageCentralValidationError:
@@ -82,6 +74,31 @@ def open_checked(
     Checks the file size, the magic bytes (OLE2 .xls/encrypted, text), that the zip holds an Office Open XML
     workbook, and the declared uncompressed sizes and compression ratios of its members (zip bombs).
     """
+    path = _existing(path, max_bytes)
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    _check_container(path, head, path, max_uncompressed_bytes, max_ratio)
+    return path
+
+
+def read_checked(
+    path: str | Path,
+    *,
+    max_bytes: int = 50 * _MB,
+    max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES,
+    max_ratio: float = MAX_COMPRESSION_RATIO,
+) -> bytes:
+    """The bytes of a workbook that passes :func:`open_checked`'s checks (read once: what is checked is what
+    is used)."""
+    path = _existing(path, max_bytes)
+    content = path.read_bytes()
+    if len(content) > max_bytes:
+        raise _refuse(path, f"the file is {len(content) / _MB:.1f} MB, over the limit of {max_bytes / _MB:.1f} MB")
+    _check_container(path, content[:4096], io.BytesIO(content), max_uncompressed_bytes, max_ratio)
+    return content
+
+
+def _existing(path: str | Path, max_bytes: int) -> Path:
     path = Path(path)
     if not path.is_file():
         raise MessageCentralValidationError(f"workbook not found: {str(path)!r}")
@@ -90,12 +107,16 @@ def open_checked(
         raise _refuse(path, "the file is empty")
     if size > max_bytes:
         raise _refuse(path, f"the file is {size / _MB:.1f} MB, over the limit of {max_bytes / _MB:.1f} MB")
-    with path.open("rb") as fh:
-        head = fh.read(4096)
+    return path
+
+
+def _check_container(
+    path: Path, head: bytes, source: Path | IO[bytes], max_uncompressed_bytes: int, max_ratio: float
+) -> None:
     if not head.startswith(_ZIP_MAGIC):
         raise _refuse(path, _describe_non_zip(path, head))
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError) as err:
         raise _refuse(path, f"damaged or truncated .xlsx (zip): {err}") from None
@@ -128,7 +149,6 @@ def open_checked(
                 f"member {member.filename!r} expands {ratio:.0f}x ({member.file_size / _MB:.0f} MB): "
                 "refused as a possible zip bomb",
             )
-    return path
 
 
 @dataclass
@@ -138,11 +158,17 @@ class _Sheet:
     col_offset: int
     rows: Iterator[list[Any]]  # data rows after the header, spreadsheet row header_row + 1 onwards
     height: int  # rows in the used range, header included
+    header_cells: list[Any] = field(default_factory=list)  # the header row as calamine read it
+    sheets: int = 1  # sheets in the workbook
 
 
-def _open_sheet(path: Path) -> _Sheet:
+def _open_sheet(path: Path, content: bytes | None = None) -> _Sheet:
+    """The first sheet of the workbook at ``path`` (or of its ``content``, already read), from its header row."""
     try:
-        book = CalamineWorkbook.from_path(str(path))
+        if content is None:
+            book = CalamineWorkbook.from_path(str(path))
+        else:
+            book = CalamineWorkbook.from_filelike(io.BytesIO(content))
         sheet = book.get_sheet_by_index(0)
     except Exception as err:  # calamine raises its own error types for XML and zip faults
         raise _refuse(path, f"could not read the workbook: {type(err).__name__}: {err}") from None
@@ -152,7 +178,7 @@ def _open_sheet(path: Path) -> _Sheet:
     for row_number, raw in enumerate(rows, start=1):
         if any(cell_text(v) is not None for v in raw):
             headers = [(cell_text(v) or "").strip() for v in raw]
-            return _Sheet(headers, row_number, start[1], rows, sheet.height)
+            return _Sheet(headers, row_number, start[1], rows, sheet.height, list(raw), len(book.sheet_names))
     raise _refuse(path, "the first sheet is empty: expected a header row, then one row per recipient")
 
 
@@ -201,11 +227,11 @@ def _columns(path: Path, sheet: _Sheet, message: str, number_column: str) -> tup
 
 
 def _row_problems(
-    raw: list[Any], row_number: int, number: _Column, needed: list[_Column], default_country: str
+    raw: list[Any], row_number: int, number: _Column, needed: list[_Column], read: NumberReader
 ) -> tuple[PhoneNumber | None, list[InvalidCell]]:
     """The row's number, and what is wrong with the row (an unusable number, an empty placeholder value)."""
     width = len(raw)
-    parsed, reason = number_problem(raw[number.index] if number.index < width else None, default_country)
+    parsed, reason = number_problem(raw[number.index] if number.index < width else None, "", read=read)
     problems: list[InvalidCell] = []
     if reason is not None:
         problems.append(InvalidCell(row_number, number.header, reason, number.letter))
@@ -270,52 +296,78 @@ def check_workbook(
     :raises MessageCentralValidationError: saying what is wrong and where.
     """
     path = open_checked(path, max_bytes=max_bytes, max_uncompressed_bytes=max_uncompressed_bytes, max_ratio=max_ratio)
-    sheet = _open_sheet(path)
-    if sheet.height - 1 > max_rows:
-        raise _refuse(path, f"{sheet.height - 1} rows under the header, over the limit of {max_rows}")
-    number_col, needed = _columns(path, sheet, message, number_column)
-    headers = sheet.headers
-    problems: list[InvalidCell] = []
-    problem_total = bad_rows = count = duplicates = 0
-    first = last = 0
-    seen: set[int] = set()
-    sample: list[dict[str, str]] = []
-    row_number = sheet.header_row
-    for raw in sheet.rows:
-        row_number += 1
-        number = raw[number_col.index] if number_col.index < len(raw) else None
+    check = RowCheck(path, _open_sheet(path), message, number_column, default_country, max_rows)
+    for raw in check.sheet.rows:
+        check.row(raw)
+    return check.finish()
+
+
+class RowCheck:
+    """
+    The checks of :func:`check_workbook` after the header, one row at a time.
+
+    :func:`check_workbook` runs them over every row; the operator's one read of a workbook it sends runs them
+    while it builds the audience (:mod:`.workbook_given`), so both say the same about the same workbook.
+
+    :raises MessageCentralValidationError: at construction for the header (too many rows, a missing column),
+        in :meth:`row` past ``max_rows``, and in :meth:`finish` for bad rows or no recipient row.
+    """
+
+    def __init__(
+        self, path: Path, sheet: _Sheet, message: str, number_column: str, default_country: str, max_rows: int
+    ) -> None:
+        if sheet.height - 1 > max_rows:
+            raise _refuse(path, f"{sheet.height - 1} rows under the header, over the limit of {max_rows}")
+        self.path, self.sheet, self.number_column, self.max_rows = path, sheet, number_column, max_rows
+        self.number, self.needed = _columns(path, sheet, message, number_column)
+        self._read = number_reader(default_country)
+        self.problems: list[InvalidCell] = []
+        self.problem_total = self.bad_rows = self.count = self.duplicates = self.first = self.last = 0
+        self.seen: set[int] = set()
+        self.sample: list[dict[str, str]] = []
+        self.row_number = sheet.header_row
+
+    def row(self, raw: list[Any]) -> PhoneNumber | None:
+        """Check the next row; its number when it is a recipient row without a problem (``None`` otherwise)."""
+        self.row_number += 1
+        index = self.number.index
+        number = raw[index] if index < len(raw) else None
         if (number is None or number == "") and not any(cell_text(v) is not None for v in raw):
-            continue  # a blank row is not a recipient
-        count += 1
-        if count > max_rows:
-            raise _refuse(path, f"more than {max_rows} recipient rows (limit)")
-        first = first or row_number
-        last = row_number
-        parsed, row_problems = _row_problems(raw, row_number, number_col, needed, default_country)
+            return None  # a blank row is not a recipient
+        self.count += 1
+        if self.count > self.max_rows:
+            raise _refuse(self.path, f"more than {self.max_rows} recipient rows (limit)")
+        self.first = self.first or self.row_number
+        self.last = self.row_number
+        parsed, row_problems = _row_problems(raw, self.row_number, self.number, self.needed, self._read)
         if row_problems:
-            bad_rows += 1
-            problem_total += len(row_problems)
-            problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(problems))])
-            continue
+            self.bad_rows += 1
+            self.problem_total += len(row_problems)
+            self.problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(self.problems))])
+            return None
         assert parsed is not None
-        key = int(parsed.msisdn)
-        if key in seen:
-            duplicates += 1
-        seen.add(key)
-        if len(sample) < SAMPLE_ROWS:
-            sample.append(_as_text(headers, raw))
-    if problems:
-        raise _refuse(path, invalid_text(problems, problem_total, bad_rows, "the workbook"))
-    if count == 0:
-        raise _refuse(path, f"no recipient rows under the header row (row {sheet.header_row})")
-    return WorkbookCheck(
-        rows=count,
-        columns=list(headers),
-        number_column=number_column,
-        sample=sample,
-        duplicates=duplicates,
-        sheet_rows=(first, last),
-    )
+        key = int(parsed.country_code + parsed.national)
+        if key in self.seen:
+            self.duplicates += 1
+        self.seen.add(key)
+        if len(self.sample) < SAMPLE_ROWS:
+            self.sample.append(_as_text(self.sheet.headers, raw))
+        return parsed
+
+    def finish(self) -> WorkbookCheck:
+        """The result; raises for bad rows (at most 20 named, with the total) or when no row is a recipient."""
+        if self.problems:
+            raise _refuse(self.path, invalid_text(self.problems, self.problem_total, self.bad_rows, "the workbook"))
+        if self.count == 0:
+            raise _refuse(self.path, f"no recipient rows under the header row (row {self.sheet.header_row})")
+        return WorkbookCheck(
+            rows=self.count,
+            columns=list(self.sheet.headers),
+            number_column=self.number_column,
+            sample=self.sample,
+            duplicates=self.duplicates,
+            sheet_rows=(self.first, self.last),
+        )
 
 
 def _as_text(headers: list[str], raw: list[Any]) -> dict[str, str]:
