@@ -50,6 +50,12 @@ def cell_text(value: object) -> str | None:
     (``9816111111.0`` -> ``"9816111111"``), other floats show up to 15 significant digits as Excel does, dates
     and times are ISO 8601 text.
     """
+    if type(value) is str:  # the common cases first, before the abstract base classes
+        return value if value.strip() else None
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        return _float_text(value)
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(value, str):
@@ -61,18 +67,21 @@ def cell_text(value: object) -> str | None:
     if isinstance(value, Decimal):
         return None if value.is_nan() else format(value, "f")
     if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        if number.is_integer():
-            return str(int(number))
-        return format(number, ".15g")
+        return _float_text(float(value))
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, bytes):
         return cell_text(value.decode("utf-8", errors="replace"))
     text = str(value)
     return text if text.strip() else None
+
+
+def _float_text(number: float) -> str | None:
+    if math.isnan(number):
+        return None
+    if number.is_integer():
+        return str(int(number))
+    return format(number, ".15g")
 
 
 def render(message: str, values: Mapping[str, object]) -> str:

@@ -102,8 +102,8 @@ class AudienceBuilder:
         self.seen: set[int] = set()
         self.countries: dict[str, int] = {}
         self.samples: list[dict[str, Any]] = []
-        # rows waiting for the suppression lookup: (cells, country code, part index, text, its segment info)
-        self.pending: list[tuple[list[str], str, int, str, SegmentInfo | None]] = []
+        # rows waiting for the suppression lookup: (cells, digest line, country code, part index, text, its segments)
+        self.pending: list[tuple[list[str], bytes | None, str, int, str, SegmentInfo | None]] = []
         self._read_number = number_reader(default_country)
         self._render = message_template(message, self.header)
 
@@ -163,9 +163,8 @@ class AudienceBuilder:
         if position == 1:
             check_columns(row, self.header[0], self.sources)
         clean = self._cells(row, number)
-        if clean is not None and not _encodable(clean[0]):
-            clean = None  # a lone surrogate: named by value_problem
-        if clean is None:
+        line = self.writer.encoded(clean[0]) if clean is not None else None
+        if clean is None or line is None:  # a problem, or a lone surrogate (UTF-8 cannot hold one): _examine
             cells, found, problems = self._examine(position, row)
             if problems:
                 self._invalid(problems)
@@ -187,9 +186,9 @@ class AudienceBuilder:
         if self.fail and self.problems:
             return
         if self.suppressed is None:
-            self._write(cells, number.country_code, index, text, info)
+            self._write(cells, line, number.country_code, index, text, info)
             return
-        self.pending.append((cells, number.country_code, index, text, info))
+        self.pending.append((cells, line, number.country_code, index, text, info))
         if len(self.pending) >= SUPPRESSION_BATCH:
             self.flush()
 
@@ -204,8 +203,10 @@ class AudienceBuilder:
         else:
             self.problems.extend(row_problems)
 
-    def _write(self, cells: list[str], country_code: str, index: int, text: str, info: SegmentInfo | None) -> None:
-        self.writer.write(cells, index, (index - 1) * self.rows_per_file + 1)
+    def _write(
+        self, cells: list[str], line: bytes | None, country_code: str, index: int, text: str, info: SegmentInfo | None
+    ) -> None:
+        self.writer.write(cells, index, (index - 1) * self.rows_per_file + 1, line)
         self.countries[country_code] = self.countries.get(country_code, 0) + 1
         if self.tally is not None and info is not None:
             self.tally.count(info)
@@ -218,11 +219,11 @@ class AudienceBuilder:
         if not pending:
             return
         found = self.suppressed([cells[0] for cells, *_ in pending]) if self.suppressed is not None else ()
-        for cells, country_code, index, text, info in pending:
+        for cells, line, country_code, index, text, info in pending:
             if found and cells[0] in found:
                 self.left_out += 1
                 continue
-            self._write(cells, country_code, index, text, info)
+            self._write(cells, line, country_code, index, text, info)
 
     def finish(self) -> BuiltWorkbooks:
         """Close the last workbook; raise for a failed or empty build (nothing is left on disk then)."""
@@ -256,15 +257,6 @@ class AudienceBuilder:
             part_count=(self.accepted - 1) // self.rows_per_file + 1,
             samples=self.samples,
         )
-
-
-def _encodable(cells: list[str]) -> bool:
-    """No lone surrogate in the row (UTF-8 cannot hold one; ``check_text`` names the cell)."""
-    try:
-        "".join(cells).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def build_workbooks(

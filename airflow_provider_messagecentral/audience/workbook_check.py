@@ -321,6 +321,7 @@ class RowCheck:
         self.path, self.sheet, self.number_column, self.max_rows = path, sheet, number_column, max_rows
         self.number, self.needed = _columns(path, sheet, message, number_column)
         self._read = number_reader(default_country)
+        self._needed = [column.index for column in self.needed]
         self.problems: list[InvalidCell] = []
         self.problem_total = self.bad_rows = self.count = self.duplicates = self.first = self.last = 0
         self.seen: set[int] = set()
@@ -339,13 +340,15 @@ class RowCheck:
             raise _refuse(self.path, f"more than {self.max_rows} recipient rows (limit)")
         self.first = self.first or self.row_number
         self.last = self.row_number
-        parsed, row_problems = _row_problems(raw, self.row_number, self.number, self.needed, self._read)
-        if row_problems:
-            self.bad_rows += 1
-            self.problem_total += len(row_problems)
-            self.problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(self.problems))])
-            return None
-        assert parsed is not None
+        parsed = self._clean(raw, number)
+        if parsed is None:
+            parsed, row_problems = _row_problems(raw, self.row_number, self.number, self.needed, self._read)
+            if row_problems:
+                self.bad_rows += 1
+                self.problem_total += len(row_problems)
+                self.problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(self.problems))])
+                return None
+            assert parsed is not None
         key = int(parsed.country_code + parsed.national)
         if key in self.seen:
             self.duplicates += 1
@@ -353,6 +356,21 @@ class RowCheck:
         if len(self.sample) < SAMPLE_ROWS:
             self.sample.append(_as_text(self.sheet.headers, raw))
         return parsed
+
+    def _clean(self, raw: list[Any], cell: object) -> PhoneNumber | None:
+        """The number of a row without a problem; ``None`` sends the row to :func:`_row_problems`."""
+        text = cell_text(cell)
+        if text is None:
+            return None
+        try:
+            number = self._read(text)
+        except ValueError:
+            return None
+        width = len(raw)
+        for index in self._needed:
+            if index >= width or cell_text(raw[index]) is None:
+                return None
+        return number
 
     def finish(self) -> WorkbookCheck:
         """The result; raises for bad rows (at most 20 named, with the total) or when no row is a recipient."""

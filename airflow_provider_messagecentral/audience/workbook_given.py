@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.rows import cell_text
 from airflow_provider_messagecentral.audience.workbook_build import (
     AudienceBuilder,
     BuildOptions,
@@ -96,17 +97,22 @@ class _OnePass:
         self.position = 0
         self._values = [c.index for c in check.needed]
         self._codes: set[str] = set()
+        headers = check.sheet.headers
+        # What the builder reads of a row (its number is handed over): the columns of its sources.
+        self._read = [(h, i) for i, h in enumerate(headers) if h and h in builder.sources.values()]
 
     def row(self, raw: list[Any]) -> None:
         number = self.check.row(raw)
-        if self.check.problems or self.failure is not None:
-            return  # the check fails: nothing more to build
-        row = _as_text(self.check.sheet.headers, raw)
-        if not any(row.values()):
-            return
+        if number is None or self.check.problems or self.failure is not None:
+            return  # blank, or the check fails: nothing (more) to build
         self.position += 1
-        if self.as_is and number is not None:
+        if self.as_is:
             self.as_is = self._unchanged(raw, number)
+        if self.position == 1:  # the builder looks for its columns among all of them
+            row = _as_text(self.check.sheet.headers, raw)
+        else:
+            width = len(raw)
+            row = {h: (cell_text(raw[i]) or "") if i < width else "" for h, i in self._read}
         try:
             self.builder.add(self.position, row, number)
         except MessageCentralValidationError as err:

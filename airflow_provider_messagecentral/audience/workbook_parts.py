@@ -114,8 +114,22 @@ class PartWriter:
             self._sheet = SheetWriter(path, self.header)
         self.parts.append(WorkbookPart(path=path, rows=0, first_row=first_row, index=index))
 
-    def write(self, cells: list[str], index: int, first_row: int) -> None:
-        """Write one row into part ``index`` (opened, and the previous part closed, on its first row)."""
+    def encoded(self, cells: list[str]) -> bytes | None:
+        """The row's digest line (``name=text`` joined by ``\x1f``, UTF-8); ``None`` when UTF-8 cannot hold it."""
+        line = "\x1f".join([name + text for name, text in zip(self._names, cells, strict=True)])
+        if "\ufffe" in line or "\uffff" in line:
+            line = line.translate(_AS_STORED)
+        try:
+            return line.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+
+    def write(self, cells: list[str], index: int, first_row: int, line: bytes | None = None) -> None:
+        """
+        Write one row into part ``index`` (opened, and the previous part closed, on its first row).
+
+        :param line: the row's :meth:`encoded` line, when the caller has it.
+        """
         if not self.parts or self.parts[-1].index != index:
             self._open(index, first_row)
         part = self.parts[-1]
@@ -123,10 +137,10 @@ class PartWriter:
             self._sheet.write_row(cells)
         part.rows += 1
         part.mobiles.append(cells[0])
-        line = "\x1f".join([name + text for name, text in zip(self._names, cells, strict=True)])
-        if "\ufffe" in line or "\uffff" in line:
-            line = line.translate(_AS_STORED)
-        self._lines.append(line.encode("utf-8"))
+        if line is None:
+            text = "\x1f".join([name + text for name, text in zip(self._names, cells, strict=True)])
+            line = text.translate(_AS_STORED).encode("utf-8")
+        self._lines.append(line)
         self.total += 1
 
     def _close_part(self) -> None:
