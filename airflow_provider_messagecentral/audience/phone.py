@@ -124,15 +124,24 @@ class _FastParser:
     def __init__(self, code: str) -> None:
         self.code = code
         self.plan = plan_for(code) if code.isascii() else None
+        # One region behind the code (most codes): its patterns by length, looked up without calls.
+        single = self.plan is not None and len(self.plan.rules) == 1
+        self._by_length = self.plan.rules[0].by_length if self.plan is not None and single else None
 
     def _national(self, national: str) -> PhoneNumber | None:
         """``national`` under the default code, when valid (digits, no leading zero)."""
         code = self.code
         plan = self.plan
         if plan is not None and national.isascii():
-            if national and national[0] != "0" and len(national) <= MAX_FAST_DIGITS and plan.valid(national):
-                return _new_number(PhoneNumber, (code, national))
-            return None
+            if not national or national[0] == "0" or len(national) > MAX_FAST_DIGITS:
+                return None
+            by_length = self._by_length
+            if by_length is not None:
+                pattern = by_length.get(len(national))
+                valid = pattern is not None and pattern.fullmatch(national) is not None
+            else:
+                valid = plan.valid(national)
+            return _new_number(PhoneNumber, (code, national)) if valid else None
         return PhoneNumber(code, national) if _valid(code, national) else None
 
     def parse(self, text: str) -> PhoneNumber | None:
@@ -178,8 +187,8 @@ class _FastParser:
         national = text[1:]
         if not national or national[0] == "0" or len(national) > MAX_FAST_DIGITS:
             return None
-        if plan.main.general_match(national) and plan.valid(national):
-            return _new_number(PhoneNumber, (self.code, national))
+        if plan.valid(national) and (self._by_length is not None or plan.main.general_match(national)):
+            return _new_number(PhoneNumber, (self.code, national))  # (one region: valid implies general)
         return None
 
 
@@ -310,4 +319,4 @@ def chunked(numbers: Sequence[PhoneNumber], chunk_size: int) -> Iterator[list[Ph
 
 def format_phone_numbers(numbers: Iterable[PhoneNumber]) -> str:
     """The ``phoneNumbers`` parameter: ``91 9816111111, 91 7715131105``."""
-    return ", ".join(n.api_format for n in numbers)
+    return ", ".join([f"{code} {national}" for code, national in numbers])  # PhoneNumber.api_format, inlined
