@@ -20,6 +20,7 @@ from airflow_provider_messagecentral.audience.xlsx_writer import SheetWriter
 # XlsxWriter writes these non-characters as ``_xFFFE_``/``_xFFFF_``; a part's digest is of the text as the
 # workbook holds it, as it was when the digest was computed by reading the workbook back.
 _AS_STORED = str.maketrans({"\ufffe": "_xFFFE_", "\uffff": "_xFFFF_"})
+_DIGEST_BATCH = 4_096
 
 
 @dataclass
@@ -150,7 +151,10 @@ class PartWriter:
         if self.parts and not self.parts[-1].digest and self._lines:
             lines = self._lines
             lines.sort()
-            self.parts[-1].digest = hashlib.sha256(b"\n".join(lines) + b"\n").digest()
+            digest = hashlib.sha256()
+            for start in range(0, len(lines), _DIGEST_BATCH):  # a few joins, never one copy of every row
+                digest.update(b"\n".join(lines[start : start + _DIGEST_BATCH]) + b"\n")
+            self.parts[-1].digest = digest.digest()
             self._lines = []
 
     def close(self) -> list[WorkbookPart]:
