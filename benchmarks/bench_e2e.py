@@ -63,7 +63,6 @@ def read_audience(limit: int | None) -> list[dict[str, str]]:
 def plain_run(recipients: int | None, tmp: Path, index: int) -> dict[str, float]:
     """The same campaign without Airflow. Returns seconds: sending, waiting, total."""
     from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
-    from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
     from airflow_provider_messagecentral.campaign.keys import make_campaign_key
     from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
     from airflow_provider_messagecentral.reports.store import ReportStore
@@ -110,7 +109,7 @@ def plain_run(recipients: int | None, tmp: Path, index: int) -> dict[str, float]
         store.ensure_campaign(key, dag_id="plain_script", run_id=f"run-{index}", task_id="send", kind="file")
         built = build_workbooks(rows, MESSAGE, tmp / f"plain-{index}", on_invalid="skip")
         for n, part in enumerate(built.parts, start=1):
-            mobiles = [row["mobile"] for row in iter_workbook_rows(part.path, "mobile")]
+            mobiles = part.mobiles  # the builder records each part's recipients
             data = hook.send_file(part.path, MESSAGE, message_type="TRANSACTIONAL")
             store.mark_accepted(
                 key,
