@@ -195,51 +195,59 @@ def growth_figures(
     ]
 
 
+def measure_builds(quick: bool, repeats: int, rows: int, out: Path, runs: dict[str, Any]) -> list[list[float]]:
+    """Build (ours, pandas) and read (check_workbook, openpyxl) times; every measurement's result in ``runs``."""
+    if quick:
+        # One subprocess per mode doing every repeat: the point is that it runs, not clean memory.
+        for mode in ("ours", "pandas"):
+            runs[mode] = measure(mode, rows, out / f"{mode}.xlsx", repeats)
+        ours_file = next(out.glob("ours-*.xlsx"))
+        for mode in ("check", "openpyxl_read"):
+            runs[mode] = measure(mode, rows, ours_file, repeats)
+        return [[r["seconds"] for r in runs[m]] for m in ("ours", "pandas", "check", "openpyxl_read")]
+
+    def build(mode: str) -> float:
+        result = measure(mode, rows, out / f"{mode}.xlsx")[0]
+        runs[mode].append(result)
+        return float(result["seconds"])
+
+    log(f"figure 3: build {rows:,} rows, ours vs pandas/openpyxl, {repeats} repeats (fresh subprocesses)")
+    ours_t, pandas_t, _ = interleaved(lambda: build("ours"), lambda: build("pandas"), repeats)
+    ours_file = next(out.glob("ours-*.xlsx"))
+
+    def read(mode: str) -> float:
+        result = measure(mode, rows, ours_file)[0]
+        runs[mode].append(result)
+        return float(result["seconds"])
+
+    log(f"figure 3: validate {rows:,} rows, check_workbook vs openpyxl read-only")
+    check_t, openpyxl_t, _ = interleaved(lambda: read("check"), lambda: read("openpyxl_read"), repeats)
+    return [ours_t, pandas_t, check_t, openpyxl_t]
+
+
+def growth_and_tasks(quick: bool, repeats: int, rows: int, out: Path, runs: dict[str, Any]) -> list[Figure]:
+    """The 1M-row growth figures and the send-task figures (``benchmarks/campaign_task.py``)."""
+    from benchmarks.campaign_task import task_figures
+
+    big = 20_000 if quick else 1_000_000
+    log(f"figure 3: build {big:,} rows in parts of 50,000 vs {rows:,} (growth)")
+    grow_small, grow_big, _ = interleaved(
+        lambda: build_parts(rows, out / "small.xlsx", runs, "small"),
+        lambda: build_parts(big, out / "big.xlsx", runs, "big"),
+        1 if quick else repeats,
+    )
+    return growth_figures(rows, big, grow_small, grow_big, runs) + task_figures(quick, repeats, out)
+
+
 def run(quick: bool, repeats: int) -> list[Figure]:
     rows = 2_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="mc-bench-xlsx-") as tmp:
         out = Path(tmp)
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
-        if quick:
-            # One subprocess per mode doing every repeat: the point is that it runs, not clean memory.
-            for mode in ("ours", "pandas"):
-                runs[mode] = measure(mode, rows, out / f"{mode}.xlsx", repeats)
-            ours_file = next(out.glob("ours-*.xlsx"))
-            for mode in ("check", "openpyxl_read"):
-                runs[mode] = measure(mode, rows, ours_file, repeats)
-            ours_t, pandas_t, check_t, openpyxl_t = (
-                [r["seconds"] for r in runs[m]] for m in ("ours", "pandas", "check", "openpyxl_read")
-            )
-        else:
-
-            def build(mode: str) -> float:
-                result = measure(mode, rows, out / f"{mode}.xlsx")[0]
-                runs[mode].append(result)
-                return result["seconds"]
-
-            log(f"figure 3: build {rows:,} rows, ours vs pandas/openpyxl, {repeats} repeats (fresh subprocesses)")
-            ours_t, pandas_t, _ = interleaved(lambda: build("ours"), lambda: build("pandas"), repeats)
-            ours_file = next(out.glob("ours-*.xlsx"))
-
-            def read(mode: str) -> float:
-                result = measure(mode, rows, ours_file)[0]
-                runs[mode].append(result)
-                return result["seconds"]
-
-            log(f"figure 3: validate {rows:,} rows, check_workbook vs openpyxl read-only")
-            check_t, openpyxl_t, _ = interleaved(lambda: read("check"), lambda: read("openpyxl_read"), repeats)
+        ours_t, pandas_t, check_t, openpyxl_t = measure_builds(quick, repeats, rows, out, runs)
+        ours_file = next(out.glob("ours-*.xlsx"))
         sizes = {"ours_bytes": ours_file.stat().st_size, "pandas_bytes": (out / "pandas.xlsx").stat().st_size}
-
-        big = 20_000 if quick else 1_000_000
-        log(f"figure 3: build {big:,} rows in parts of 50,000 vs {rows:,} (growth)")
-        grow_small, grow_big, _ = interleaved(
-            lambda: build_parts(rows, out / "small.xlsx", runs, "small"),
-            lambda: build_parts(big, out / "big.xlsx", runs, "big"),
-            1 if quick else repeats,
-        )
-        from benchmarks.campaign_task import task_figures
-
-        tasks = task_figures(quick, repeats, out)
+        extra = growth_and_tasks(quick, repeats, rows, out, runs)
 
     speedup = Stats.of([p / o for p, o in zip(pandas_t, ours_t, strict=True)])
     ours_mem = Stats.of([r["rss_growth"] for r in runs["ours"]])
@@ -294,8 +302,7 @@ def run(quick: bool, repeats: int) -> list[Figure]:
             details={"check_rss_growth_median": Stats.of([r["rss_growth"] for r in runs["check"]]).median},
         ),
     ]
-    figures += growth_figures(rows, big, grow_small, grow_big, runs)
-    return figures + tasks
+    return figures + extra
 
 
 if __name__ == "__main__":

@@ -140,11 +140,10 @@ def measure(mode: str, rows: int, path: Path, api_url: str) -> dict[str, float]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1])[0])
 
 
-def task_figures(quick: bool, repeats: int, out: Path) -> list[Figure]:
-    """Figure 3's send-task rows: a given workbook (as given, and split) against calamine; rows against pandas."""
+def measure_tasks(rows: int, repeats: int, out: Path) -> dict[str, Any]:
+    """Every send-task measurement and its baseline, interleaved, each in a fresh process."""
     from benchmarks.bench_hook import MiniApi
 
-    rows = 2_000 if quick else 100_000
     given = write_given_workbook(out / "given.xlsx", rows)
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     with MiniApi() as api:
@@ -166,6 +165,16 @@ def task_figures(quick: bool, repeats: int, out: Path) -> list[Figure]:
         from_rows, pandas, _ = interleaved(
             lambda: timed_run("task_rows", given), lambda: timed_run("pandas", out / "pandas-task.xlsx"), repeats
         )
+    times = {"as_given": as_given, "calamine": calamine, "split": split, "calamine_2": calamine_2}
+    return {**times, "from_rows": from_rows, "pandas": pandas, "runs": runs}
+
+
+def task_figures(quick: bool, repeats: int, out: Path) -> list[Figure]:
+    """Figure 3's send-task rows: a given workbook (as given, and split) against calamine; rows against pandas."""
+    rows = 2_000 if quick else 100_000
+    m = measure_tasks(rows, repeats, out)
+    as_given, calamine, split, calamine_2 = m["as_given"], m["calamine"], m["split"], m["calamine_2"]
+    from_rows, pandas, runs = m["from_rows"], m["pandas"], m["runs"]
     per = Stats.of([a / c for a, c in zip(as_given, calamine, strict=True)])
     per_split = Stats.of([a / c for a, c in zip(split, calamine_2, strict=True)])
     speedup = Stats.of([p / o for p, o in zip(pandas, from_rows, strict=True)])
