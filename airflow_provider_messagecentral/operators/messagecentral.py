@@ -229,7 +229,8 @@ class MessageCentralFileSendOperator(BaseMessageCentralSendOperator):
 
     :param message: the text with ``##name##`` placeholders, or a ``.txt`` template file; templated.
     :param workbook: path of an ``.xlsx`` whose header row names the number column and one column per
-        placeholder; templated.
+        placeholder; templated. It is read once; when it needs no change (one part, no row left out, numbers
+        as digits, values as text, the number column first) it is uploaded as given, else rebuilt.
     :param rows: a list of mappings (or an upstream task's output); templated.
     :param dataframe: a pandas DataFrame.
     :param sql: a query (or ``.sql`` template file) returning the number column and the placeholder columns;
