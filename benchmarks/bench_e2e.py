@@ -63,7 +63,6 @@ def read_audience(limit: int | None) -> list[dict[str, str]]:
 def plain_run(recipients: int | None, tmp: Path, index: int) -> dict[str, float]:
     """The same campaign without Airflow. Returns seconds: sending, waiting, total."""
     from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
-    from airflow_provider_messagecentral.audience.workbook_check import iter_workbook_rows
     from airflow_provider_messagecentral.campaign.keys import make_campaign_key
     from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
     from airflow_provider_messagecentral.reports.store import ReportStore
@@ -110,7 +109,7 @@ def plain_run(recipients: int | None, tmp: Path, index: int) -> dict[str, float]
         store.ensure_campaign(key, dag_id="plain_script", run_id=f"run-{index}", task_id="send", kind="file")
         built = build_workbooks(rows, MESSAGE, tmp / f"plain-{index}", on_invalid="skip")
         for n, part in enumerate(built.parts, start=1):
-            mobiles = [row["mobile"] for row in iter_workbook_rows(part.path, "mobile")]
+            mobiles = part.mobiles  # the builder records each part's recipients
             data = hook.send_file(part.path, MESSAGE, message_type="TRANSACTIONAL")
             store.mark_accepted(
                 key,
@@ -139,9 +138,8 @@ def plain_run(recipients: int | None, tmp: Path, index: int) -> dict[str, float]
         stop_process(receiver)
 
 
-def run(quick: bool, repeats: int) -> list[Figure]:
-    recipients = 200 if quick else None  # None: the demo's whole audience (1,000)
-    runs = 1 if quick else repeats
+def measure_runs(recipients: int | None, runs: int) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """``runs`` demo DAG runs and plain-script runs, alternating which goes first."""
     dag: list[dict[str, Any]] = []
     plain: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="mc-bench-e2e-") as tmp_name:
@@ -154,12 +152,37 @@ def run(quick: bool, repeats: int) -> list[Figure]:
             else:
                 dag.append(demo_run(recipients, tmp, i))
                 plain.append(plain_run(recipients, tmp, i))
+    return dag, plain
+
+
+def _pair(a: list[float], b: list[float]) -> Stats:
+    return Stats.of([x / y if y else float("inf") for x, y in zip(a, b, strict=True)])
+
+
+def _figure(name: str, title: str, ours: list[float], base: list[float], base_name: str, meaning: str) -> Figure:
+    return Figure(
+        figure="6",
+        name=name,
+        title=title,
+        unit="s",
+        value=Stats.of(ours),
+        baseline=Stats.of(base),
+        baseline_name=base_name,
+        ratio=_pair(ours, base),
+        ratio_meaning=meaning,
+        goal="-",
+        goal_met=None,
+    )
+
+
+def run(quick: bool, repeats: int) -> list[Figure]:
+    recipients = 200 if quick else None  # None: the demo's whole audience (1,000)
+    runs = 1 if quick else repeats
+    dag, plain = measure_runs(recipients, runs)
     secs = [d["seconds"] for d in dag]
     size = dag[0]["summary"]["recipients"]
     dag_total = [float(s["dag_run"]) for s in secs]
-    sending = [float(s["sending"]) for s in secs]
-    waiting = [float(s["waiting"]) for s in secs]
-    overhead = [float(s["airflow"]) for s in secs]
+    plain_total = [p["total"] for p in plain]
     params = {
         "recipients": size,
         "callback_delay_s": float(CALLBACK_DELAY),
@@ -167,72 +190,46 @@ def run(quick: bool, repeats: int) -> list[Figure]:
         "min_delivered_ratio": MIN_DELIVERED,
         "runs": runs,
     }
-    details = {
+    figures = [
+        _figure(
+            "e2e_total",
+            f"end to end, {size:,} recipients: DAG run start to end",
+            dag_total,
+            plain_total,
+            "same campaign, plain script",
+            "airflow dags test wall time of the DAG run / plain script (send + poll) wall time",
+        ),
+        _figure(
+            "e2e_sending",
+            "  of which sending (send task)",
+            [float(s["sending"]) for s in secs],
+            [p["sending"] for p in plain],
+            "plain: build + send_file + ledger",
+            "send task duration / plain script's sending",
+        ),
+        _figure(
+            "e2e_waiting",
+            "  of which waiting for callbacks (sensor)",
+            [float(s["waiting"]) for s in secs],
+            [p["waiting"] for p in plain],
+            "plain: poll summary every 1 s",
+            "deferred sensor duration / plain script's polling until 85% delivered",
+        ),
+        _figure(
+            "e2e_airflow",
+            "  of which Airflow overhead (rest of the run)",
+            [float(s["airflow"]) for s in secs],
+            dag_total,
+            "whole DAG run",
+            "share of the DAG run spent outside the send and sensor tasks",
+        ),
+    ]
+    for fig in figures:
+        fig.parameters = params
+    figures[0].details = {
         "demo_seconds": secs,
         "plain_seconds": plain,
         "demo_total_incl_startup_and_db_migrate": Stats.of([float(s["total"]) for s in secs]).median,
         "delivered_ratio": [d["summary"]["delivered_ratio"] for d in dag],
     }
-
-    def pair(a: list[float], b: list[float]) -> Stats:
-        return Stats.of([x / y if y else float("inf") for x, y in zip(a, b, strict=True)])
-
-    return [
-        Figure(
-            figure="6",
-            name="e2e_total",
-            title=f"end to end, {size:,} recipients: DAG run start to end",
-            unit="s",
-            value=Stats.of(dag_total),
-            baseline=Stats.of([p["total"] for p in plain]),
-            baseline_name="same campaign, plain script",
-            ratio=pair(dag_total, [p["total"] for p in plain]),
-            ratio_meaning="airflow dags test wall time of the DAG run / plain script (send + poll) wall time",
-            goal="-",
-            goal_met=None,
-            parameters=params,
-            details=details,
-        ),
-        Figure(
-            figure="6",
-            name="e2e_sending",
-            title="  of which sending (send task)",
-            unit="s",
-            value=Stats.of(sending),
-            baseline=Stats.of([p["sending"] for p in plain]),
-            baseline_name="plain: build + send_file + ledger",
-            ratio=pair(sending, [p["sending"] for p in plain]),
-            ratio_meaning="send task duration / plain script's sending",
-            goal="-",
-            goal_met=None,
-            parameters=params,
-        ),
-        Figure(
-            figure="6",
-            name="e2e_waiting",
-            title="  of which waiting for callbacks (sensor)",
-            unit="s",
-            value=Stats.of(waiting),
-            baseline=Stats.of([p["waiting"] for p in plain]),
-            baseline_name="plain: poll summary every 1 s",
-            ratio=pair(waiting, [p["waiting"] for p in plain]),
-            ratio_meaning="deferred sensor duration / plain script's polling until 85% delivered",
-            goal="-",
-            goal_met=None,
-            parameters=params,
-        ),
-        Figure(
-            figure="6",
-            name="e2e_airflow",
-            title="  of which Airflow overhead (rest of the run)",
-            unit="s",
-            value=Stats.of(overhead),
-            baseline=Stats.of(dag_total),
-            baseline_name="whole DAG run",
-            ratio=pair(overhead, dag_total),
-            ratio_meaning="share of the DAG run spent outside the send and sensor tasks",
-            goal="-",
-            goal_met=None,
-            parameters=params,
-        ),
-    ]
+    return figures

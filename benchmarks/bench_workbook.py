@@ -6,6 +6,10 @@ Figure 3: bulk-file workbooks. 100,000 rows x (number + 3 variables).
   growth (goal <= 50 MB), each run in a fresh subprocess so that memory is measured in isolation.
 - Validate: ``check_workbook`` (python-calamine) on the 100k-row workbook (goal <= 1 s) against reading the
   same workbook with openpyxl in read-only mode.
+- Growth: a 1,000,000-row build in parts of 50,000 (as the file send operator builds) against 100,000 rows:
+  time per row and peak RSS growth.
+- The file send task (``benchmarks/campaign_task.py``): from a given workbook against python-calamine reading
+  it, and from rows against pandas.
 
 Worker entry (used by the benchmark itself):
 ``python benchmarks/bench_workbook.py MODE ROWS PATH`` prints ``{"seconds": ..., "rss_growth": ...}``.
@@ -30,7 +34,7 @@ if __name__ == "__main__":
 from benchmarks.common import ROOT, Figure, Stats, bench_env, interleaved, log
 
 MESSAGE = "Hello ##var1##, your balance is ##var2## on ##var3##"
-MODES = ("ours", "pandas", "check", "openpyxl_read")
+MODES = ("ours", "ours_parts", "pandas", "check", "openpyxl_read")
 
 
 def make_rows(count: int) -> list[dict[str, Any]]:
@@ -83,16 +87,17 @@ class PeakRss:
 
 def worker(mode: str, rows: int, path: Path) -> dict[str, float]:
     """One measurement in this process; the input is prepared before the clock starts."""
-    data = make_rows(rows) if mode in ("ours", "pandas") else None
-    if mode == "ours":
+    data = make_rows(rows) if mode in ("ours", "ours_parts", "pandas") else None
+    if mode.startswith("ours"):
         for old in path.parent.glob(f"{path.stem}-*.xlsx"):
             old.unlink()
-    if mode == "ours":
+    if mode.startswith("ours"):
         from airflow_provider_messagecentral.audience.workbook_build import build_workbooks
 
+        per_file = 1_000_000 if mode == "ours" else 50_000
         with PeakRss() as mem:
             start = time.perf_counter()
-            built = build_workbooks(data or [], MESSAGE, path.parent, rows_per_file=1_000_000, name_prefix=path.stem)
+            built = build_workbooks(data or [], MESSAGE, path.parent, rows_per_file=per_file, name_prefix=path.stem)
             took = time.perf_counter() - start
         if built.rows != rows:
             raise RuntimeError(f"built {built.rows} rows, expected {rows}")
@@ -143,40 +148,106 @@ def measure(mode: str, rows: int, path: Path, times: int = 1) -> list[dict[str, 
     return list(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+def build_parts(rows: int, path: Path, runs: dict[str, list[dict[str, float]]], key: str) -> float:
+    """A build in parts of 50,000 rows (fresh process); returns seconds per 1,000 rows."""
+    result = measure("ours_parts", rows, path)[0]
+    runs.setdefault(key, []).append(result)
+    return result["seconds"] / rows * 1000
+
+
+def growth_figures(
+    small: int, big: int, small_t: list[float], big_t: list[float], runs: dict[str, Any]
+) -> list[Figure]:
+    """Per-row time and memory of a ``big`` build against a ``small`` one (both in parts of 50,000)."""
+    growth = Stats.of([b / s for b, s in zip(big_t, small_t, strict=True)])
+    memory = [r["rss_growth"] for r in runs["big"]]
+    return [
+        Figure(
+            figure="3",
+            name="workbook_build_growth",
+            title=f"workbook build time per 1,000 rows at {big:,} (parts of 50,000)",
+            unit="s",
+            value=Stats.of(big_t),
+            baseline=Stats.of(small_t),
+            baseline_name=f"same at {small:,}",
+            ratio=growth,
+            ratio_meaning=f"per-1k build time at {big:,} rows / at {small:,} (1.0 = linear)",
+            goal="linear: <= 1.20",
+            goal_met=growth.median <= 1.20,
+            parameters={"rows": [small, big], "rows_per_file": 50_000},
+        ),
+        Figure(
+            figure="3",
+            name="workbook_build_memory_growth",
+            title=f"workbook build peak RSS growth at {big:,} rows (parts of 50,000)",
+            unit="B",
+            value=Stats.of(memory),
+            baseline=Stats.of([r["rss_growth"] for r in runs["small"]]),
+            baseline_name=f"same at {small:,}",
+            ratio=Stats.of(
+                [b["rss_growth"] / max(s["rss_growth"], 1.0) for b, s in zip(runs["big"], runs["small"], strict=True)]
+            ),
+            ratio_meaning="peak RSS growth, big build / small (recipients and the duplicate set stay in memory)",
+            goal="-",
+            goal_met=None,
+            parameters={"rows": [small, big], "rows_per_file": 50_000},
+        ),
+    ]
+
+
+def measure_builds(quick: bool, repeats: int, rows: int, out: Path, runs: dict[str, Any]) -> list[list[float]]:
+    """Build (ours, pandas) and read (check_workbook, openpyxl) times; every measurement's result in ``runs``."""
+    if quick:
+        # One subprocess per mode doing every repeat: the point is that it runs, not clean memory.
+        for mode in ("ours", "pandas"):
+            runs[mode] = measure(mode, rows, out / f"{mode}.xlsx", repeats)
+        ours_file = next(out.glob("ours-*.xlsx"))
+        for mode in ("check", "openpyxl_read"):
+            runs[mode] = measure(mode, rows, ours_file, repeats)
+        return [[r["seconds"] for r in runs[m]] for m in ("ours", "pandas", "check", "openpyxl_read")]
+
+    def build(mode: str) -> float:
+        result = measure(mode, rows, out / f"{mode}.xlsx")[0]
+        runs[mode].append(result)
+        return float(result["seconds"])
+
+    log(f"figure 3: build {rows:,} rows, ours vs pandas/openpyxl, {repeats} repeats (fresh subprocesses)")
+    ours_t, pandas_t, _ = interleaved(lambda: build("ours"), lambda: build("pandas"), repeats)
+    ours_file = next(out.glob("ours-*.xlsx"))
+
+    def read(mode: str) -> float:
+        result = measure(mode, rows, ours_file)[0]
+        runs[mode].append(result)
+        return float(result["seconds"])
+
+    log(f"figure 3: validate {rows:,} rows, check_workbook vs openpyxl read-only")
+    check_t, openpyxl_t, _ = interleaved(lambda: read("check"), lambda: read("openpyxl_read"), repeats)
+    return [ours_t, pandas_t, check_t, openpyxl_t]
+
+
+def growth_and_tasks(quick: bool, repeats: int, rows: int, out: Path, runs: dict[str, Any]) -> list[Figure]:
+    """The 1M-row growth figures and the send-task figures (``benchmarks/campaign_task.py``)."""
+    from benchmarks.campaign_task import task_figures
+
+    big = 20_000 if quick else 1_000_000
+    log(f"figure 3: build {big:,} rows in parts of 50,000 vs {rows:,} (growth)")
+    grow_small, grow_big, _ = interleaved(
+        lambda: build_parts(rows, out / "small.xlsx", runs, "small"),
+        lambda: build_parts(big, out / "big.xlsx", runs, "big"),
+        1 if quick else repeats,
+    )
+    return growth_figures(rows, big, grow_small, grow_big, runs) + task_figures(quick, repeats, out)
+
+
 def run(quick: bool, repeats: int) -> list[Figure]:
     rows = 2_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="mc-bench-xlsx-") as tmp:
         out = Path(tmp)
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
-        if quick:
-            # One subprocess per mode doing every repeat: the point is that it runs, not clean memory.
-            for mode in ("ours", "pandas"):
-                runs[mode] = measure(mode, rows, out / f"{mode}.xlsx", repeats)
-            ours_file = next(out.glob("ours-*.xlsx"))
-            for mode in ("check", "openpyxl_read"):
-                runs[mode] = measure(mode, rows, ours_file, repeats)
-            ours_t, pandas_t, check_t, openpyxl_t = (
-                [r["seconds"] for r in runs[m]] for m in ("ours", "pandas", "check", "openpyxl_read")
-            )
-        else:
-
-            def build(mode: str) -> float:
-                result = measure(mode, rows, out / f"{mode}.xlsx")[0]
-                runs[mode].append(result)
-                return result["seconds"]
-
-            log(f"figure 3: build {rows:,} rows, ours vs pandas/openpyxl, {repeats} repeats (fresh subprocesses)")
-            ours_t, pandas_t, _ = interleaved(lambda: build("ours"), lambda: build("pandas"), repeats)
-            ours_file = next(out.glob("ours-*.xlsx"))
-
-            def read(mode: str) -> float:
-                result = measure(mode, rows, ours_file)[0]
-                runs[mode].append(result)
-                return result["seconds"]
-
-            log(f"figure 3: validate {rows:,} rows, check_workbook vs openpyxl read-only")
-            check_t, openpyxl_t, _ = interleaved(lambda: read("check"), lambda: read("openpyxl_read"), repeats)
+        ours_t, pandas_t, check_t, openpyxl_t = measure_builds(quick, repeats, rows, out, runs)
+        ours_file = next(out.glob("ours-*.xlsx"))
         sizes = {"ours_bytes": ours_file.stat().st_size, "pandas_bytes": (out / "pandas.xlsx").stat().st_size}
+        extra = growth_and_tasks(quick, repeats, rows, out, runs)
 
     speedup = Stats.of([p / o for p, o in zip(pandas_t, ours_t, strict=True)])
     ours_mem = Stats.of([r["rss_growth"] for r in runs["ours"]])
@@ -231,7 +302,7 @@ def run(quick: bool, repeats: int) -> list[Figure]:
             details={"check_rss_growth_median": Stats.of([r["rss_growth"] for r in runs["check"]]).median},
         ),
     ]
-    return figures
+    return figures + extra
 
 
 if __name__ == "__main__":

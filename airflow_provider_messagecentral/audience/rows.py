@@ -11,11 +11,11 @@ import datetime
 import math
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber, parse_number
+from airflow_provider_messagecentral.audience.phone import NumberReader, PhoneNumber, parse_number
 from airflow_provider_messagecentral.client.request import check_text
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 
@@ -50,6 +50,12 @@ def cell_text(value: object) -> str | None:
     (``9816111111.0`` -> ``"9816111111"``), other floats show up to 15 significant digits as Excel does, dates
     and times are ISO 8601 text.
     """
+    if type(value) is str:  # the common cases first, before the abstract base classes
+        return value if value.strip() else None
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        return _float_text(value)
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(value, str):
@@ -61,18 +67,21 @@ def cell_text(value: object) -> str | None:
     if isinstance(value, Decimal):
         return None if value.is_nan() else format(value, "f")
     if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        if number.is_integer():
-            return str(int(number))
-        return format(number, ".15g")
+        return _float_text(float(value))
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, bytes):
         return cell_text(value.decode("utf-8", errors="replace"))
     text = str(value)
     return text if text.strip() else None
+
+
+def _float_text(number: float) -> str | None:
+    if math.isnan(number):
+        return None
+    if number.is_integer():
+        return str(int(number))
+    return format(number, ".15g")
 
 
 def render(message: str, values: Mapping[str, object]) -> str:
@@ -93,6 +102,24 @@ def render(message: str, values: Mapping[str, object]) -> str:
         return text
 
     return PLACEHOLDER_RE.sub(substitute, message)
+
+
+def message_template(message: str, names: Sequence[str]) -> Callable[..., str]:
+    """
+    :func:`render` compiled for rows whose values are already cell text, given in ``names`` order.
+
+    ``message_template("Hi ##var1##", ["mobile", "var1"])("919816111111", "Asha")`` is ``"Hi Asha"``: one
+    ``str.format`` per row instead of a substitution callback per placeholder.
+
+    :raises KeyError: for a placeholder that is not one of ``names``.
+    """
+    index = {name: position for position, name in enumerate(names)}  # the last of a repeated name, as a dict
+    pieces = PLACEHOLDER_RE.split(message)
+    parts = [
+        f"{{{index[piece]}}}" if odd else piece.replace("{", "{{").replace("}", "}}")
+        for odd, piece in ((i % 2 == 1, piece) for i, piece in enumerate(pieces))
+    ]
+    return "".join(parts).format
 
 
 @dataclass(frozen=True)
@@ -128,13 +155,20 @@ def invalid_text(problems: list[InvalidCell], total: int, rows: int, what: str) 
     return f"{total} problem(s) in {rows} row(s) of {what}: {shown}{more}"
 
 
-def number_problem(raw: object, default_country: str) -> tuple[PhoneNumber | None, str | None]:
-    """``(number, None)`` for a usable number, ``(None, reason)`` otherwise."""
+def number_problem(
+    raw: object, default_country: str, *, read: NumberReader | None = None
+) -> tuple[PhoneNumber | None, str | None]:
+    """
+    ``(number, None)`` for a usable number, ``(None, reason)`` otherwise.
+
+    :param read: a :func:`~airflow_provider_messagecentral.audience.phone.number_reader` of the default code,
+        when many cells are read (``default_country`` is then not used).
+    """
     text = cell_text(raw)
     if text is None:
         return None, "empty, a phone number is needed"
     try:
-        return parse_number(text, default_country), None
+        return (read(text) if read is not None else parse_number(text, default_country)), None
     except ValueError as err:
         return None, f"{err} ({text[:40]!r})"
 

@@ -7,30 +7,34 @@ validating every row on the way, so nothing is uploaded before the whole audienc
 same pass it leaves suppressed numbers out, counts each recipient's text (segments, ``max_segments``), keeps
 a few samples, and records each workbook's recipients and a digest of its rows: the send ledger's unit key
 (:func:`airflow_provider_messagecentral.campaign.ledger.unit_key`). Nothing reads a built workbook back.
+
+Each row is read once into its cell texts; a clean row (a usable number, every value plain text) takes a
+short path, and any row with a problem is examined again by the rules of :mod:`.rows`, which name it.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import xlsxwriter
-
+from airflow_provider_messagecentral.audience.phone import PhoneNumber, number_reader
 from airflow_provider_messagecentral.audience.rows import (
     ERRORS_SHOWN,
+    EXCEL_MAX_CELL_CHARS,
     MISSING,
     InvalidCell,
+    cell_text,
     check_columns,
     check_on_invalid,
     invalid_text,
+    message_template,
     number_problem,
     placeholders,
-    render,
     value_problem,
 )
+from airflow_provider_messagecentral.audience.workbook_parts import BuiltWorkbooks, PartWriter, WorkbookPart
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.safety.cost import SegmentTally
 from airflow_provider_messagecentral.safety.preview import SAMPLES, sample
@@ -39,12 +43,19 @@ from airflow_provider_messagecentral.safety.segments import SegmentInfo
 EXCEL_MAX_ROWS = 1_048_576
 #: Numbers looked up in the suppression list at once.
 SUPPRESSION_BATCH = 1_000
-# XlsxWriter writes these non-characters as ``_xFFFE_``/``_xFFFF_``; a part's digest is of the text as the
-# workbook holds it, as it was when the digest was computed by reading the workbook back.
-_AS_STORED = str.maketrans({"\ufffe": "_xFFFE_", "\uffff": "_xFFFF_"})
 
 #: Given msisdns, returns those that are suppressed (:meth:`SuppressionList.lookup`).
 Suppressed = Callable[[Iterable[str]], Collection[str]]
+
+__all__ = [
+    "AudienceBuilder",
+    "BuildOptions",
+    "BuiltWorkbooks",
+    "WorkbookPart",
+    "build_workbooks",
+    "check_rows_per_file",
+    "start_build",
+]
 
 
 def check_rows_per_file(value: object) -> int:
@@ -58,133 +69,6 @@ def check_rows_per_file(value: object) -> int:
     return value
 
 
-@dataclass
-class WorkbookPart:
-    """
-    One written workbook of an audience.
-
-    :param path: where the .xlsx is.
-    :param rows: data rows in it (the header row not counted).
-    :param first_row: position (1-based) of its first data row in the whole audience (before suppression).
-    :param index: which part of the audience it is (1-based, see :attr:`BuiltWorkbooks.part_count`).
-    :param mobiles: its recipients (msisdn), in row order.
-    :param digest: SHA-256 of its rows, independent of their order: with ``mobiles``, the ledger unit key.
-    """
-
-    path: Path
-    rows: int
-    first_row: int
-    index: int = 1
-    mobiles: list[str] = field(default_factory=list, repr=False)
-    digest: bytes = field(default=b"", repr=False)
-
-    def label(self, part_count: int) -> str:
-        """``"workbook 2/3 (rows 3-4)"``: how logs and errors name the part."""
-        return f"workbook {self.index}/{part_count} (rows {self.first_row}-{self.first_row + self.rows - 1})"
-
-
-@dataclass
-class BuiltWorkbooks:
-    """
-    What :func:`build_workbooks` wrote.
-
-    :param parts: the workbooks, in order (a part whose every number is suppressed is not written).
-    :param rows: recipients written (valid, de-duplicated, not suppressed).
-    :param invalid: problems found (with ``on_invalid="skip"``: the rows left out for them).
-    :param duplicates: rows left out because their number came earlier.
-    :param columns: the header row of every part: the number column, then one column per placeholder.
-    :param skipped: rows left out for being invalid.
-    :param input_rows: rows read from the input.
-    :param country_codes: dialling code -> recipients written with it.
-    :param suppressed: rows left out because their number is suppressed.
-    :param part_count: parts the audience was split into, written or not.
-    :param samples: the first few recipients' texts (with a ``tally``), as a dry run shows them.
-    """
-
-    parts: list[WorkbookPart]
-    rows: int
-    invalid: list[InvalidCell]
-    duplicates: int
-    columns: list[str]
-    skipped: int = 0
-    input_rows: int = 0
-    country_codes: dict[str, int] = field(default_factory=dict)
-    suppressed: int = 0
-    part_count: int = 0
-    samples: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def country_code(self) -> str | None:
-        """The dialling code of every recipient; ``None`` when they mix codes (numbers carry their own)."""
-        return next(iter(self.country_codes)) if len(self.country_codes) == 1 else None
-
-
-class _PartWriter:
-    """Writes rows into numbered workbooks (header repeated), recording each part's recipients and digest."""
-
-    def __init__(self, out_dir: Path, prefix: str, header: list[str]) -> None:
-        self.out_dir, self.prefix, self.header = out_dir, prefix, header
-        self.parts: list[WorkbookPart] = []
-        self.total = 0
-        self._book: Any = None
-        self._sheet: Any = None
-        self._lines: list[bytes] = []  # the part's rows as UTF-8 (byte order is code point order)
-
-    def _open(self, index: int, first_row: int) -> None:
-        self._close_book()
-        path = self.out_dir / f"{self.prefix}-{index:03d}.xlsx"
-        self._book = xlsxwriter.Workbook(
-            str(path),
-            {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False},
-        )
-        self._sheet = self._book.add_worksheet()
-        # Numbers are deliberately text: stop Excel flagging every cell of the number column.
-        self._sheet.ignore_errors({"number_stored_as_text": "A1:XFD1048576"})
-        for col, name in enumerate(self.header):
-            self._sheet.write_string(0, col, name)
-        self.parts.append(WorkbookPart(path=path, rows=0, first_row=first_row, index=index))
-
-    def write(self, cells: list[str], index: int, first_row: int) -> None:
-        """Write one row into part ``index`` (opened, and the previous part closed, on its first row)."""
-        if self._sheet is None or self.parts[-1].index != index:
-            self._open(index, first_row)
-        part = self.parts[-1]
-        write_string = self._sheet.write_string
-        row = part.rows + 1
-        for col, text in enumerate(cells):
-            write_string(row, col, text)
-        part.rows += 1
-        part.mobiles.append(cells[0])
-        line = "\x1f".join(f"{name}={text}" for name, text in zip(self.header, cells, strict=True))
-        if "\ufffe" in line or "\uffff" in line:
-            line = line.translate(_AS_STORED)
-        self._lines.append(line.encode("utf-8"))
-        self.total += 1
-
-    def _close_book(self) -> None:
-        if self._book is not None:
-            self._book.close()
-            self._book = self._sheet = None
-            digest = hashlib.sha256()
-            for line in sorted(self._lines):
-                digest.update(line)
-                digest.update(b"\n")
-            self.parts[-1].digest = digest.digest()
-            self._lines = []
-
-    def close(self) -> list[WorkbookPart]:
-        self._close_book()
-        return self.parts
-
-    def discard(self) -> None:
-        try:
-            self._close_book()
-        finally:
-            for part in self.parts:
-                part.path.unlink(missing_ok=True)
-            self.parts = []
-
-
 def _check_arguments(number_column: str, rows_per_file: int, on_invalid: str, name_prefix: str) -> None:
     check_on_invalid(on_invalid)
     check_rows_per_file(rows_per_file)
@@ -194,12 +78,12 @@ def _check_arguments(number_column: str, rows_per_file: int, on_invalid: str, na
         raise MessageCentralValidationError(f"name_prefix must be a plain file name, got {name_prefix!r}")
 
 
-class _AudienceBuilder:
-    """The state of one :func:`build_workbooks` pass; rows go in one at a time through :meth:`add`."""
+class AudienceBuilder:
+    """The state of one build (:func:`start_build`); rows go in one at a time through :meth:`add`."""
 
     def __init__(
         self,
-        writer: _PartWriter,
+        writer: PartWriter,
         *,
         message: str,
         sources: dict[str, str],
@@ -218,36 +102,79 @@ class _AudienceBuilder:
         self.seen: set[int] = set()
         self.countries: dict[str, int] = {}
         self.samples: list[dict[str, Any]] = []
-        # rows waiting for the suppression lookup: (cells, country code, part index, text, its segment info)
-        self.pending: list[tuple[list[str], str, int, str, SegmentInfo | None]] = []
+        # rows waiting for the suppression lookup: (cells, digest line, country code, part index, text, its segments)
+        self.pending: list[tuple[list[str], bytes | None, str, int, str, SegmentInfo | None]] = []
+        self._read_number = number_reader(default_country)
+        self._render = message_template(message, self.header)
 
-    def add(self, position: int, row: object) -> None:
-        """Validate one row; write it (or queue it for the suppression lookup) unless it is left out."""
-        self.position = position
-        if not isinstance(row, Mapping):
-            raise MessageCentralValidationError(
-                f"row {position}: expected a mapping of column -> value, got {type(row).__name__}"
-            )
+    def _cells(self, row: Mapping[str, object], number: PhoneNumber | None) -> tuple[list[str], PhoneNumber] | None:
+        """The row's cell texts (msisdn first) when it is clean; ``None`` sends it to :meth:`_examine`."""
+        if number is None:
+            text = cell_text(row.get(self.header[0]))
+            if text is None:
+                return None
+            try:
+                number = self._read_number(text)
+            except ValueError:
+                return None
+        cells = [number.country_code + number.national]
+        for source in self.sources.values():
+            value = row.get(source, MISSING)
+            if type(value) is str:
+                if not value.strip():
+                    return None
+            else:
+                value = None if value is MISSING else cell_text(value)
+                if value is None:
+                    return None
+            if len(value) > EXCEL_MAX_CELL_CHARS:
+                return None
+            cells.append(value)
+        return cells, number
+
+    def _examine(
+        self, position: int, row: Mapping[str, object]
+    ) -> tuple[list[str], PhoneNumber | None, list[InvalidCell]]:
+        """Every problem of a row, by the rules of :mod:`.rows` (and its cell texts, for a row that has none)."""
         number_column = self.header[0]
-        if position == 1:
-            check_columns(row, number_column, self.sources)
-        row_problems: list[InvalidCell] = []
+        problems: list[InvalidCell] = []
         number, reason = number_problem(row.get(number_column), self.default_country)
         if reason is not None:
-            row_problems.append(InvalidCell(position, number_column, reason))
+            problems.append(InvalidCell(position, number_column, reason))
         cells = [number.msisdn if number is not None else ""]
         for name, source in self.sources.items():
             text, problem = value_problem(row.get(source, MISSING), position, source, name)
             cells.append(text)
             if problem is not None:
-                row_problems.append(problem)
-        if row_problems:
-            self._invalid(row_problems)
-            return
-        assert number is not None
+                problems.append(problem)
+        return cells, number, problems
+
+    def add(self, position: int, row: object, number: PhoneNumber | None = None) -> None:
+        """
+        Validate one row; write it (or queue it for the suppression lookup) unless it is left out.
+
+        :param number: the row's number, when the caller already read it from the same text.
+        """
+        self.position = position
+        if not isinstance(row, Mapping):
+            raise MessageCentralValidationError(
+                f"row {position}: expected a mapping of column -> value, got {type(row).__name__}"
+            )
+        if position == 1:
+            check_columns(row, self.header[0], self.sources)
+        clean = self._cells(row, number)
+        line = self.writer.encoded(clean[0]) if clean is not None else None
+        if clean is None or line is None:  # a problem, or a lone surrogate (UTF-8 cannot hold one): _examine
+            cells, found, problems = self._examine(position, row)
+            if problems:
+                self._invalid(problems)
+                return
+            assert found is not None
+            clean = cells, found
+        cells, number = clean
         text, info = "", None
         if self.tally is not None:
-            text = render(self.message, dict(zip(self.header, cells, strict=True)))
+            text = self._render(*cells)
             info = self.tally.check(text, where=f"row {position}")
         key = int(cells[0])  # ints: a set of a million numbers stays small
         if key in self.seen:
@@ -256,10 +183,14 @@ class _AudienceBuilder:
         self.seen.add(key)
         index = self.accepted // self.rows_per_file + 1
         self.accepted += 1
-        if not (self.fail and self.problems):
-            self.pending.append((cells, number.country_code, index, text, info))
-            if self.suppressed is None or len(self.pending) >= SUPPRESSION_BATCH:
-                self.flush()
+        if self.fail and self.problems:
+            return
+        if self.suppressed is None:
+            self._write(cells, line, number.country_code, index, text, info)
+            return
+        self.pending.append((cells, line, number.country_code, index, text, info))
+        if len(self.pending) >= SUPPRESSION_BATCH:
+            self.flush()
 
     def _invalid(self, row_problems: list[InvalidCell]) -> None:
         self.bad_rows += 1
@@ -272,22 +203,27 @@ class _AudienceBuilder:
         else:
             self.problems.extend(row_problems)
 
+    def _write(
+        self, cells: list[str], line: bytes | None, country_code: str, index: int, text: str, info: SegmentInfo | None
+    ) -> None:
+        self.writer.write(cells, index, (index - 1) * self.rows_per_file + 1, line)
+        self.countries[country_code] = self.countries.get(country_code, 0) + 1
+        if self.tally is not None and info is not None:
+            self.tally.count(info)
+            if len(self.samples) < SAMPLES:
+                self.samples.append(sample(cells[0], text, segmented=self.tally.segmented, info=info))
+
     def flush(self) -> None:
         """Write the queued rows whose numbers are not suppressed; count and sample them."""
         pending, self.pending = self.pending, []
         if not pending:
             return
         found = self.suppressed([cells[0] for cells, *_ in pending]) if self.suppressed is not None else ()
-        for cells, country_code, index, text, info in pending:
+        for cells, line, country_code, index, text, info in pending:
             if found and cells[0] in found:
                 self.left_out += 1
                 continue
-            self.writer.write(cells, index, (index - 1) * self.rows_per_file + 1)
-            self.countries[country_code] = self.countries.get(country_code, 0) + 1
-            if self.tally is not None and info is not None:
-                self.tally.count(info)
-                if len(self.samples) < SAMPLES:
-                    self.samples.append(sample(cells[0], text, segmented=self.tally.segmented, info=info))
+            self._write(cells, line, country_code, index, text, info)
 
     def finish(self) -> BuiltWorkbooks:
         """Close the last workbook; raise for a failed or empty build (nothing is left on disk then)."""
@@ -372,28 +308,70 @@ def build_workbooks(
         for part in built.parts:
             hook.send_file(part.path, "Hello ##var1##")
     """
-    _check_arguments(number_column, rows_per_file, on_invalid, name_prefix)
-    if not isinstance(message, str) or not message.strip():
-        raise MessageCentralValidationError("message is empty")
-    mapping = dict(columns or {})
-    sources = {name: str(mapping.get(name, name)) for name in placeholders(message) if name != number_column}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = _PartWriter(out, name_prefix, [number_column, *sources])
-    builder = _AudienceBuilder(
-        writer,
-        message=message,
-        sources=sources,
+    options = BuildOptions(
+        number_column=number_column,
+        columns=columns,
         default_country=default_country,
         rows_per_file=rows_per_file,
-        fail=on_invalid == "fail",
+        on_invalid=on_invalid,
+        name_prefix=name_prefix,
         suppressed=suppressed,
         tally=tally,
     )
+    builder = start_build(message, out_dir, options)
     try:
         for position, row in enumerate(rows, start=1):
             builder.add(position, row)
         return builder.finish()
     except BaseException:
-        writer.discard()
+        builder.writer.discard()
         raise
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The arguments of :func:`build_workbooks` after ``rows``, ``message`` and ``out_dir``."""
+
+    number_column: str = "mobile"
+    columns: Mapping[str, str] | None = None
+    default_country: str = "91"
+    rows_per_file: int = 50_000
+    on_invalid: str = "fail"
+    name_prefix: str = "audience"
+    suppressed: Suppressed | None = None
+    tally: SegmentTally | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """These options as :func:`build_workbooks`' keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def sources(self, message: str) -> dict[str, str]:
+        """Placeholder name -> the row key holding its value (the number column is not a placeholder column)."""
+        mapping = dict(self.columns or {})
+        return {name: str(mapping.get(name, name)) for name in placeholders(message) if name != self.number_column}
+
+
+def start_build(message: str, out_dir: str | Path, options: BuildOptions, *, write: bool = True) -> AudienceBuilder:
+    """
+    A build of :func:`build_workbooks`, to be fed row by row (``builder.add(position, row)``, then ``finish()``;
+    ``builder.writer.discard()`` on failure).
+
+    :param write: write the workbooks; ``False`` records each part's recipients and digest only.
+    """
+    _check_arguments(options.number_column, options.rows_per_file, options.on_invalid, options.name_prefix)
+    if not isinstance(message, str) or not message.strip():
+        raise MessageCentralValidationError("message is empty")
+    sources = options.sources(message)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = PartWriter(out, options.name_prefix, [options.number_column, *sources], write=write)
+    return AudienceBuilder(
+        writer,
+        message=message,
+        sources=sources,
+        default_country=options.default_country,
+        rows_per_file=options.rows_per_file,
+        fail=options.on_invalid == "fail",
+        suppressed=options.suppressed,
+        tally=options.tally,
+    )

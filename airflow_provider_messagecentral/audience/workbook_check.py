@@ -1,14 +1,14 @@
 """
 Check a bulk-file workbook a user hands us before it is uploaded: container, headers, every row.
 
-The container is inspected with :mod:`zipfile` (no decompression) before any parser sees it, so a legacy
-.xls, a CSV renamed to .xlsx or a zip bomb is refused with a clear message; rows are then read with
-calamine, which is fast enough to check every row of a large audience.
+The container is inspected first (:mod:`.workbook_container`: no decompression), so a legacy .xls, a CSV
+renamed to .xlsx or a zip bomb is refused with a clear message; rows are then read with calamine, which is
+fast enough to check every row of a large audience.
 """
 
 from __future__ import annotations
 
-import zipfile
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 
 from python_calamine import CalamineWorkbook
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.phone import NumberReader, PhoneNumber, number_reader
 from airflow_provider_messagecentral.audience.rows import (
     ERRORS_SHOWN,
     InvalidCell,
@@ -25,110 +25,16 @@ from airflow_provider_messagecentral.audience.rows import (
     number_problem,
     placeholders,
 )
-from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.audience.workbook_container import (
+    MAX_COMPRESSION_RATIO,
+    MAX_UNCOMPRESSED_BYTES,
+    open_checked,
+    read_checked,
+    refuse,
+)
+from airflow_provider_messagecentral.audience.xlsx_writer import column_letter
 
-MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
-MAX_COMPRESSION_RATIO = 100
-MAX_ZIP_MEMBERS = 10_000
 SAMPLE_ROWS = 5
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
-_MB = 1024 * 1024
-
-
-def column_letter(index: int) -> str:
-    """Spreadsheet column letter of a 0-based column index: 0 -> ``A``, 27 -> ``AB``."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
-
-
-def _refuse(path: Path, why: str) -> MessageCentralValidationError:
-    return MessageCentralValidationError(f"{path.name}: {why}")
-
-
-def _describe_non_zip(path: Path, head: bytes) -> str:
-    if head.startswith(_OLE2_MAGIC[:4]):
-        return (
-            "not an .xlsx: this is a legacy .xls or a password-protected/encrypted workbook (OLE2 file) "
-            "— save it as .xlsx without a password"
-        )
-    codec = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8"
-    text = head.decode(codec, errors="replace").lstrip("\ufeff")
-    odd = sum(1 for ch in text if not (ch.isprintable() or ch in "\r\n\t") or ch == "\ufffd")
-    if text.strip() and odd <= len(text) // 20:
-        lines = text.splitlines()
-        first = lines[0][:60] if lines else ""
-        return (
-            f"not an .xlsx: this is CSV or plain text renamed to .xlsx (first line {first!r}) "
-            "— open it in a spreadsheet program and save it as .xlsx"
-        )
-    return f"not an .xlsx workbook (unrecognised content starting with bytes {head[:8].hex(' ')})"
-
-
-def open_checked(
-    path: str | Path,
-    *,
-    max_bytes: int = 50 * _MB,
-    max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES,
-    max_ratio: float = MAX_COMPRESSION_RATIO,
-) -> Path:
-    """
-    Refuse anything that is not a safe .xlsx, without parsing it; return the path.
-
-    Checks the file size, the magic bytes (OLE2 .xls/encrypted, text), that the zip holds an Office Open XML
-    workbook, and the declared uncompressed sizes and compression ratios of its members (zip bombs).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MessageCentralValidationError(f"workbook not found: {str(path)!r}")
-    size = path.stat().st_size
-    if size == 0:
-        raise _refuse(path, "the file is empty")
-    if size > max_bytes:
-        raise _refuse(path, f"the file is {size / _MB:.1f} MB, over the limit of {max_bytes / _MB:.1f} MB")
-    with path.open("rb") as fh:
-        head = fh.read(4096)
-    if not head.startswith(_ZIP_MAGIC):
-        raise _refuse(path, _describe_non_zip(path, head))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as err:
-        raise _refuse(path, f"damaged or truncated .xlsx (zip): {err}") from None
-    names = {m.filename for m in members}
-    if len(members) > MAX_ZIP_MEMBERS:
-        raise _refuse(path, f"{len(members)} entries in the zip: not a plain workbook, refused")
-    if "xl/workbook.bin" in names:
-        raise _refuse(path, "a binary .xlsb workbook — save it as .xlsx")
-    if "[Content_Types].xml" not in names or "xl/workbook.xml" not in names:
-        kind = "a zip archive"
-        if "word/document.xml" in names:
-            kind = "a Word document"
-        elif "ppt/presentation.xml" in names:
-            kind = "a PowerPoint presentation"
-        elif "mimetype" in names or "content.xml" in names:
-            kind = "an OpenDocument file (.ods?)"
-        raise _refuse(path, f"{kind}, not an .xlsx workbook (no [Content_Types].xml / xl/workbook.xml)")
-    total = sum(m.file_size for m in members)
-    if total > max_uncompressed_bytes:
-        raise _refuse(
-            path,
-            f"declares {total / _MB:.0f} MB uncompressed (limit {max_uncompressed_bytes / _MB:.0f} MB): "
-            "refused as a possible zip bomb",
-        )
-    for member in members:
-        ratio = member.file_size / max(member.compress_size, 1)
-        if member.file_size > _MB and ratio > max_ratio:
-            raise _refuse(
-                path,
-                f"member {member.filename!r} expands {ratio:.0f}x ({member.file_size / _MB:.0f} MB): "
-                "refused as a possible zip bomb",
-            )
-    return path
 
 
 @dataclass
@@ -138,36 +44,42 @@ class _Sheet:
     col_offset: int
     rows: Iterator[list[Any]]  # data rows after the header, spreadsheet row header_row + 1 onwards
     height: int  # rows in the used range, header included
+    header_cells: list[Any] = field(default_factory=list)  # the header row as calamine read it
+    sheets: int = 1  # sheets in the workbook
 
 
-def _open_sheet(path: Path) -> _Sheet:
+def _open_sheet(path: Path, content: bytes | None = None) -> _Sheet:
+    """The first sheet of the workbook at ``path`` (or of its ``content``, already read), from its header row."""
     try:
-        book = CalamineWorkbook.from_path(str(path))
+        if content is None:
+            book = CalamineWorkbook.from_path(str(path))
+        else:
+            book = CalamineWorkbook.from_filelike(io.BytesIO(content))
         sheet = book.get_sheet_by_index(0)
     except Exception as err:  # calamine raises its own error types for XML and zip faults
-        raise _refuse(path, f"could not read the workbook: {type(err).__name__}: {err}") from None
+        raise refuse(path, f"could not read the workbook: {type(err).__name__}: {err}") from None
     rows: Iterator[list[Any]] = iter(sheet.iter_rows())
     start = sheet.start or (0, 0)
     # calamine yields rows from row 1 of the sheet but columns from the first used column.
     for row_number, raw in enumerate(rows, start=1):
         if any(cell_text(v) is not None for v in raw):
             headers = [(cell_text(v) or "").strip() for v in raw]
-            return _Sheet(headers, row_number, start[1], rows, sheet.height)
-    raise _refuse(path, "the first sheet is empty: expected a header row, then one row per recipient")
+            return _Sheet(headers, row_number, start[1], rows, sheet.height, list(raw), len(book.sheet_names))
+    raise refuse(path, "the first sheet is empty: expected a header row, then one row per recipient")
 
 
 def _column_index(path: Path, sheet: _Sheet, name: str, role: str) -> int:
     matches = [i for i, header in enumerate(sheet.headers) if header == name]
     if len(matches) > 1:
         letters = ", ".join(column_letter(i + sheet.col_offset) for i in matches)
-        raise _refuse(path, f"{role} column {name!r} appears more than once in the header row ({letters})")
+        raise refuse(path, f"{role} column {name!r} appears more than once in the header row ({letters})")
     if matches:
         return matches[0]
     found = ", ".join(repr(h) for h in sheet.headers if h) or "none"
     hint = ""
     if sheet.headers and number_problem(sheet.headers[0], "91")[1] is None:
         hint = "; row 1 looks like data — add a header row"
-    raise _refuse(path, f"no {role} column {name!r} in the header row (row {sheet.header_row}); found: {found}{hint}")
+    raise refuse(path, f"no {role} column {name!r} in the header row (row {sheet.header_row}); found: {found}{hint}")
 
 
 @dataclass(frozen=True)
@@ -196,16 +108,16 @@ def _columns(path: Path, sheet: _Sheet, message: str, number_column: str) -> tup
             missing.append(f"##{name}##")
     if missing:
         found = ", ".join(repr(h) for h in sheet.headers if h) or "none"
-        raise _refuse(path, f"no column for placeholder(s) {', '.join(missing)} in the header row; found: {found}")
+        raise refuse(path, f"no column for placeholder(s) {', '.join(missing)} in the header row; found: {found}")
     return number, needed
 
 
 def _row_problems(
-    raw: list[Any], row_number: int, number: _Column, needed: list[_Column], default_country: str
+    raw: list[Any], row_number: int, number: _Column, needed: list[_Column], read: NumberReader
 ) -> tuple[PhoneNumber | None, list[InvalidCell]]:
     """The row's number, and what is wrong with the row (an unusable number, an empty placeholder value)."""
     width = len(raw)
-    parsed, reason = number_problem(raw[number.index] if number.index < width else None, default_country)
+    parsed, reason = number_problem(raw[number.index] if number.index < width else None, "", read=read)
     problems: list[InvalidCell] = []
     if reason is not None:
         problems.append(InvalidCell(row_number, number.header, reason, number.letter))
@@ -270,52 +182,96 @@ def check_workbook(
     :raises MessageCentralValidationError: saying what is wrong and where.
     """
     path = open_checked(path, max_bytes=max_bytes, max_uncompressed_bytes=max_uncompressed_bytes, max_ratio=max_ratio)
-    sheet = _open_sheet(path)
-    if sheet.height - 1 > max_rows:
-        raise _refuse(path, f"{sheet.height - 1} rows under the header, over the limit of {max_rows}")
-    number_col, needed = _columns(path, sheet, message, number_column)
-    headers = sheet.headers
-    problems: list[InvalidCell] = []
-    problem_total = bad_rows = count = duplicates = 0
-    first = last = 0
-    seen: set[int] = set()
-    sample: list[dict[str, str]] = []
-    row_number = sheet.header_row
-    for raw in sheet.rows:
-        row_number += 1
-        number = raw[number_col.index] if number_col.index < len(raw) else None
+    check = RowCheck(path, _open_sheet(path), message, number_column, default_country, max_rows)
+    for raw in check.sheet.rows:
+        check.row(raw)
+    return check.finish()
+
+
+class RowCheck:
+    """
+    The checks of :func:`check_workbook` after the header, one row at a time.
+
+    :func:`check_workbook` runs them over every row; the operator's one read of a workbook it sends runs them
+    while it builds the audience (:mod:`.workbook_given`), so both say the same about the same workbook.
+
+    :raises MessageCentralValidationError: at construction for the header (too many rows, a missing column),
+        in :meth:`row` past ``max_rows``, and in :meth:`finish` for bad rows or no recipient row.
+    """
+
+    def __init__(
+        self, path: Path, sheet: _Sheet, message: str, number_column: str, default_country: str, max_rows: int
+    ) -> None:
+        if sheet.height - 1 > max_rows:
+            raise refuse(path, f"{sheet.height - 1} rows under the header, over the limit of {max_rows}")
+        self.path, self.sheet, self.number_column, self.max_rows = path, sheet, number_column, max_rows
+        self.number, self.needed = _columns(path, sheet, message, number_column)
+        self._read = number_reader(default_country)
+        self._needed = [column.index for column in self.needed]
+        self.problems: list[InvalidCell] = []
+        self.problem_total = self.bad_rows = self.count = self.duplicates = self.first = self.last = 0
+        self.seen: set[int] = set()
+        self.sample: list[dict[str, str]] = []
+        self.row_number = sheet.header_row
+
+    def row(self, raw: list[Any]) -> PhoneNumber | None:
+        """Check the next row; its number when it is a recipient row without a problem (``None`` otherwise)."""
+        self.row_number += 1
+        index = self.number.index
+        number = raw[index] if index < len(raw) else None
         if (number is None or number == "") and not any(cell_text(v) is not None for v in raw):
-            continue  # a blank row is not a recipient
-        count += 1
-        if count > max_rows:
-            raise _refuse(path, f"more than {max_rows} recipient rows (limit)")
-        first = first or row_number
-        last = row_number
-        parsed, row_problems = _row_problems(raw, row_number, number_col, needed, default_country)
-        if row_problems:
-            bad_rows += 1
-            problem_total += len(row_problems)
-            problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(problems))])
-            continue
-        assert parsed is not None
-        key = int(parsed.msisdn)
-        if key in seen:
-            duplicates += 1
-        seen.add(key)
-        if len(sample) < SAMPLE_ROWS:
-            sample.append(_as_text(headers, raw))
-    if problems:
-        raise _refuse(path, invalid_text(problems, problem_total, bad_rows, "the workbook"))
-    if count == 0:
-        raise _refuse(path, f"no recipient rows under the header row (row {sheet.header_row})")
-    return WorkbookCheck(
-        rows=count,
-        columns=list(headers),
-        number_column=number_column,
-        sample=sample,
-        duplicates=duplicates,
-        sheet_rows=(first, last),
-    )
+            return None  # a blank row is not a recipient
+        self.count += 1
+        if self.count > self.max_rows:
+            raise refuse(self.path, f"more than {self.max_rows} recipient rows (limit)")
+        self.first = self.first or self.row_number
+        self.last = self.row_number
+        parsed = self._clean(raw, number)
+        if parsed is None:
+            parsed, row_problems = _row_problems(raw, self.row_number, self.number, self.needed, self._read)
+            if row_problems:
+                self.bad_rows += 1
+                self.problem_total += len(row_problems)
+                self.problems.extend(row_problems[: max(0, ERRORS_SHOWN - len(self.problems))])
+                return None
+            assert parsed is not None
+        key = int(parsed.country_code + parsed.national)
+        if key in self.seen:
+            self.duplicates += 1
+        self.seen.add(key)
+        if len(self.sample) < SAMPLE_ROWS:
+            self.sample.append(_as_text(self.sheet.headers, raw))
+        return parsed
+
+    def _clean(self, raw: list[Any], cell: object) -> PhoneNumber | None:
+        """The number of a row without a problem; ``None`` sends the row to :func:`_row_problems`."""
+        text = cell_text(cell)
+        if text is None:
+            return None
+        try:
+            number = self._read(text)
+        except ValueError:
+            return None
+        width = len(raw)
+        for index in self._needed:
+            if index >= width or cell_text(raw[index]) is None:
+                return None
+        return number
+
+    def finish(self) -> WorkbookCheck:
+        """The result; raises for bad rows (at most 20 named, with the total) or when no row is a recipient."""
+        if self.problems:
+            raise refuse(self.path, invalid_text(self.problems, self.problem_total, self.bad_rows, "the workbook"))
+        if self.count == 0:
+            raise refuse(self.path, f"no recipient rows under the header row (row {self.sheet.header_row})")
+        return WorkbookCheck(
+            rows=self.count,
+            columns=list(self.sheet.headers),
+            number_column=self.number_column,
+            sample=self.sample,
+            duplicates=self.duplicates,
+            sheet_rows=(self.first, self.last),
+        )
 
 
 def _as_text(headers: list[str], raw: list[Any]) -> dict[str, str]:
@@ -347,3 +303,14 @@ def _iter_rows(sheet: _Sheet) -> Iterator[dict[str, str]]:
         row = _as_text(sheet.headers, raw)
         if any(row.values()):
             yield row
+
+
+__all__ = [
+    "RowCheck",
+    "WorkbookCheck",
+    "check_workbook",
+    "column_letter",
+    "iter_workbook_rows",
+    "open_checked",
+    "read_checked",
+]

@@ -108,6 +108,8 @@ def workbook_units(hook: MessageCentralHook, built: BuiltWorkbooks, request: Sen
 
     def unit(part: WorkbookPart) -> SendUnit:
         def send() -> dict[str, Any]:
+            if part.content is not None:  # the user's workbook, as it was read and checked
+                return hook.send_workbook(part.content, request, filename=part.path.name, country_code=country_code)
             return hook.send_workbook(part.path, request, country_code=country_code)
 
         key = unit_key("file", part.mobiles, request.message, request.key_options(), content=part.digest)

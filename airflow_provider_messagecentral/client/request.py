@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.phone import PhoneNumber, format_phone_numbers
 from airflow_provider_messagecentral.client.choices import FLOW_TYPES, MESSAGE_TYPES, check_choice
 from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
@@ -117,8 +117,7 @@ class SendRequest:
         """The parameters of one bulk request: numbers of one country code, ``91 9816111111, 91 ...``."""
         if not chunk or len({n.country_code for n in chunk}) != 1:
             raise MessageCentralValidationError("a bulk chunk needs at least one number, all of one country code")
-        numbers = ", ".join(n.api_format for n in chunk)
-        return {**self.params, "countryCode": chunk[0].country_code, "phoneNumbers": numbers}
+        return {**self.params, "countryCode": chunk[0].country_code, "phoneNumbers": format_phone_numbers(chunk)}
 
     def to_workbook(self, country_code: str | None = None) -> dict[str, str]:
         """The parameters of a workbook upload (numbers in the workbook are read with ``country_code``)."""

@@ -6,6 +6,7 @@ errors, and the ``key`` URL parameter (the base64 password) kept out of urllib3'
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -35,13 +36,28 @@ class _RedactKeyParam(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactKeyParam())
 
 
-def new_session() -> requests.Session:
-    """A keep-alive session with a pool large enough for threaded sends; retries are ours, not urllib3's."""
+def new_session(base_url: str | None = None) -> requests.Session:
+    """
+    A keep-alive session with a pool large enough for threaded sends; retries are ours, not urllib3's.
+
+    :param base_url: the API this session talks to. ``requests`` reads the environment on every request
+        (proxy variables, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``~/.netrc``): for one API that is the
+        same answer each time, so it is read once here, for ``base_url``, and kept in the session.
+    """
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"accept": "*/*"})
+    if base_url:
+        session.proxies.update(requests.utils.get_environ_proxies(base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+        netrc_auth = requests.utils.get_netrc_auth(base_url)
+        if netrc_auth:
+            session.auth = netrc_auth
+        session.trust_env = False  # what it would read is in the session now
     return session
 
 

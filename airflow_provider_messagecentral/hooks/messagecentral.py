@@ -111,7 +111,7 @@ class MessageCentralHook(BaseHook):
         """The hook's pooled ``requests.Session`` (keep-alive; one per hook, safe to share across threads)."""
         with self._session_lock:
             if self._session is None:
-                self._session = transport.new_session()
+                self._session = transport.new_session(self.settings.base_url)
             return self._session
 
     def close(self) -> None:

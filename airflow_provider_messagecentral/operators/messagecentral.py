@@ -33,8 +33,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_messagecentral.audience.phone import chunked, parse_number
 from airflow_provider_messagecentral.audience.rows import check_on_invalid
 from airflow_provider_messagecentral.audience.sources import dataframe_rows, load_audience, sql_rows
-from airflow_provider_messagecentral.audience.workbook_build import BuiltWorkbooks, build_workbooks, check_rows_per_file
-from airflow_provider_messagecentral.audience.workbook_check import check_workbook, iter_workbook_rows
+from airflow_provider_messagecentral.audience.workbook_build import (
+    BuildOptions,
+    BuiltWorkbooks,
+    build_workbooks,
+    check_rows_per_file,
+)
+from airflow_provider_messagecentral.audience.workbook_given import read_given_workbook
 from airflow_provider_messagecentral.campaign.plan import SendPlan, chunk_units, single_unit, workbook_units
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.hooks.messagecentral import DEFAULT_CHUNK_SIZE
@@ -224,7 +229,8 @@ class MessageCentralFileSendOperator(BaseMessageCentralSendOperator):
 
     :param message: the text with ``##name##`` placeholders, or a ``.txt`` template file; templated.
     :param workbook: path of an ``.xlsx`` whose header row names the number column and one column per
-        placeholder; templated.
+        placeholder; templated. It is read once; when it needs no change (one part, no row left out, numbers
+        as digits, values as text, the number column first) it is uploaded as given, else rebuilt.
     :param rows: a list of mappings (or an upstream task's output); templated.
     :param dataframe: a pandas DataFrame.
     :param sql: a query (or ``.sql`` template file) returning the number column and the placeholder columns;
@@ -304,15 +310,7 @@ class MessageCentralFileSendOperator(BaseMessageCentralSendOperator):
                 f"columns must map placeholder names to columns, got {type(columns).__name__}"
             )
 
-    def _audience_rows(self, country: str) -> Iterable[Mapping[str, object]]:
-        if self.workbook is not None:
-            if not isinstance(self.workbook, str) or not self.workbook.strip():
-                raise MessageCentralValidationError(f"workbook must be a file path, got {self.workbook!r}")
-            check = check_workbook(
-                self.workbook, self.message, number_column=self.number_column, default_country=country
-            )
-            self.log.info("Workbook %s: %d recipient row(s), columns %s", self.workbook, check.rows, check.columns)
-            return iter_workbook_rows(self.workbook, self.number_column)
+    def _audience_rows(self) -> Iterable[Mapping[str, object]]:
         if self.rows is not None:
             if isinstance(self.rows, (str, bytes, Mapping)):
                 raise MessageCentralValidationError(f"rows must be a list of mappings, got {type(self.rows).__name__}")
@@ -322,25 +320,35 @@ class MessageCentralFileSendOperator(BaseMessageCentralSendOperator):
         assert self.sql is not None and self.sql_conn_id is not None
         return sql_rows(self.sql, self.sql_conn_id, self.sql_parameters)
 
+    def _build(self, out_dir: str, options: BuildOptions) -> BuiltWorkbooks:
+        """The audience's workbooks: a given workbook read once (sent as given when nothing must change)."""
+        if self.workbook is None:
+            return build_workbooks(self._audience_rows(), self.message, out_dir, **options.arguments())
+        if not isinstance(self.workbook, str) or not self.workbook.strip():
+            raise MessageCentralValidationError(f"workbook must be a file path, got {self.workbook!r}")
+        given = read_given_workbook(self.workbook, self.message, out_dir, options)
+        check = given.check
+        self.log.info("Workbook %s: %d recipient row(s), columns %s", self.workbook, check.rows, check.columns)
+        if given.built.as_given:
+            self.log.info("The workbook needs no change: uploading it as given")
+        return given.built
+
     def execute(self, context: Context) -> dict[str, Any]:
         request = self.prepare_request()
         self._check_columns(self.columns)
         tally = self.segment_tally(request)
         suppression = self.suppression_list(request.country)
-        rows = self._audience_rows(request.country)
+        options = BuildOptions(
+            number_column=self.number_column,
+            columns=self.columns,
+            default_country=request.country,
+            rows_per_file=self.rows_per_file,
+            on_invalid=self.on_invalid,
+            suppressed=suppression.lookup if suppression.active else None,
+            tally=tally,
+        )
         with tempfile.TemporaryDirectory(prefix="mc-audience-", dir=self.work_dir) as tmp:
-            built = build_workbooks(
-                rows,
-                self.message,
-                tmp,
-                number_column=self.number_column,
-                columns=self.columns,
-                default_country=request.country,
-                rows_per_file=self.rows_per_file,
-                on_invalid=self.on_invalid,
-                suppressed=suppression.lookup if suppression.active else None,
-                tally=tally,
-            )
+            built = self._build(tmp, options)
             self._log_build(built)
             plan = SendPlan(
                 workbook_units(self.hook, built, request),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,8 +122,23 @@ class SegmentInfo:
     segments: int
 
 
+# ASCII text (most messages) is counted without a loop in Python: GSM-7 unless it holds an ASCII character
+# outside both tables; each extension character costs one septet more.
+_ASCII_NOT_GSM7 = re.compile(
+    "[" + re.escape("".join(chr(c) for c in range(128) if chr(c) not in GSM7_BASIC | GSM7_EXTENSION)) + "]"
+)
+_ASCII_EXTENSION = re.compile("[" + re.escape("".join(ch for ch in GSM7_EXTENSION if ch.isascii())) + "]")
+_DROP_EXTENSION = str.maketrans("", "", "".join(ch for ch in GSM7_EXTENSION if ch.isascii()))
+
+
 def analyse(text: str) -> SegmentInfo:
     """Encoding, length and segment count of ``text`` (see :func:`segments`)."""
+    if text.isascii() and _ASCII_NOT_GSM7.search(text) is None:
+        units = len(text)
+        if _ASCII_EXTENSION.search(text) is not None:
+            units += units - len(text.translate(_DROP_EXTENSION))
+        parts = (1 if text else 0) if units <= GSM7_SINGLE_LIMIT else _parts(text, _septet_cost, GSM7_PART_LIMIT)
+        return SegmentInfo(encoding=GSM7, characters=len(text), units=units, segments=parts)
     enc = encoding(text)
     units = septets(text) if enc == GSM7 else utf16_units(text)
     return SegmentInfo(encoding=enc, characters=len(text), units=units, segments=segments(text))

@@ -1,0 +1,201 @@
+"""
+A workbook the user gives the file send operator: read once, checked, and uploaded as given when nothing in it
+must change.
+
+The workbook is read into memory once (what is checked is what is uploaded), its first sheet is read with
+calamine once, and each row goes through :func:`~.workbook_check.check_workbook`'s checks and the audience
+builder (:mod:`.workbook_build`: de-duplication, suppression, segments, samples, each part's recipients and
+digest) in the same pass. The builder's errors wait until the check has seen every row, so a workbook is
+refused with the same error as when it was checked first and built after.
+
+It is sent as given when the build would only copy it: one part, no row left out (invalid, duplicate or
+suppressed), numbers written as digits in national or international form of one dialling code, every value
+plain text, the header in row 1 from column A with the number column first and a name on every column, one
+sheet and no formulas. Otherwise it is rebuilt, as before. Either way its ledger unit key is the same: the
+digest is of the rows' texts, not of the file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.rows import cell_text
+from airflow_provider_messagecentral.audience.workbook_build import (
+    AudienceBuilder,
+    BuildOptions,
+    BuiltWorkbooks,
+    build_workbooks,
+    start_build,
+)
+from airflow_provider_messagecentral.audience.workbook_check import (
+    RowCheck,
+    WorkbookCheck,
+    _as_text,
+    _open_sheet,
+    _Sheet,
+    read_checked,
+)
+from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.safety.cost import SegmentTally
+
+#: Headers a reader of the upload might take for the number column (other than the number column itself).
+NUMBER_LIKE_HEADERS = frozenset(
+    {"mobile", "mobilenumber", "mobile_number", "phone", "phone_number", "number", "msisdn"}
+)
+MAX_ROWS = 1_000_000
+_FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+@dataclass
+class GivenWorkbook:
+    """
+    What the file send operator sends for a given workbook.
+
+    :param check: what :func:`~.workbook_check.check_workbook` says of it.
+    :param built: its parts: the workbook itself (``built.as_given``), or the workbooks rebuilt from it.
+    """
+
+    check: WorkbookCheck
+    built: BuiltWorkbooks
+
+
+def _as_is_layout(sheet: _Sheet, options: BuildOptions, message: str) -> bool:
+    """Header row 1 from column A, number column first, every column named once, no other number-like name."""
+    if sheet.header_row != 1 or sheet.col_offset != 0 or sheet.sheets != 1 or sheet.height - 1 > options.rows_per_file:
+        return False
+    headers = sheet.headers
+    if not headers or headers[0] != options.number_column or any(not h for h in headers):
+        return False
+    if list(map(str, sheet.header_cells)) != headers or len(set(headers)) != len(headers):
+        return False  # a header that is not plain text, has spaces around it, or repeats
+    if any(h.lower() in NUMBER_LIKE_HEADERS for h in headers[1:]):
+        return False
+    return all(source == name for name, source in options.sources(message).items())
+
+
+def _has_formulas(content: bytes) -> bool:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        for name in archive.namelist():
+            if name.startswith("xl/worksheets/") and name.endswith(".xml") and _FORMULA.search(archive.read(name)):
+                return True
+    return False
+
+
+class _OnePass:
+    """The check and the build over the same rows; tells whether the workbook can go as given."""
+
+    def __init__(self, check: RowCheck, builder: AudienceBuilder, as_is: bool) -> None:
+        self.check, self.builder, self.as_is = check, builder, as_is
+        self.failure: MessageCentralValidationError | None = None
+        self.position = 0
+        self._values = [c.index for c in check.needed]
+        self._codes: set[str] = set()
+        headers = check.sheet.headers
+        # What the builder reads of a row (its number is handed over): the columns of its sources.
+        self._read = [(h, i) for i, h in enumerate(headers) if h and h in builder.sources.values()]
+
+    def row(self, raw: list[Any]) -> None:
+        number = self.check.row(raw)
+        if number is None or self.check.problems or self.failure is not None:
+            return  # blank, or the check fails: nothing (more) to build
+        self.position += 1
+        if self.as_is:
+            self.as_is = self._unchanged(raw, number)
+        if self.position == 1:  # the builder looks for its columns among all of them
+            row = _as_text(self.check.sheet.headers, raw)
+        else:
+            width = len(raw)
+            row = {h: (cell_text(raw[i]) or "") if i < width else "" for h, i in self._read}
+        try:
+            self.builder.add(self.position, row, number)
+        except MessageCentralValidationError as err:
+            self.failure = err  # raised once the check has seen every row
+
+    def _unchanged(self, raw: list[Any], number: PhoneNumber) -> bool:
+        """The row as the build would write it: the number's digits, every value text."""
+        cell = raw[self.check.number.index]
+        if type(cell) is not str or (cell != number.national and cell != number.country_code + number.national):
+            return False
+        self._codes.add(number.country_code)
+        return len(self._codes) == 1 and all(type(raw[i]) is str for i in self._values)
+
+
+def _sent_as_given(one: _OnePass, built: BuiltWorkbooks, check: WorkbookCheck) -> bool:
+    first, last = check.sheet_rows
+    return (
+        one.as_is
+        and len(built.parts) == built.part_count == 1
+        and built.rows == check.rows
+        and not (built.duplicates or built.suppressed or built.skipped)
+        and (first, last) == (2, check.rows + 1)  # no blank row in between
+    )
+
+
+def _absorb(tally: SegmentTally | None, scratch: SegmentTally | None) -> None:
+    """Count what the one pass counted into the task's tally."""
+    if tally is None or scratch is None or tally is scratch:
+        return
+    tally.messages += scratch.messages
+    tally.segments += scratch.segments
+    for encoding, count in scratch.encodings.items():
+        tally.encodings[encoding] = tally.encodings.get(encoding, 0) + count
+    tally.largest = max(tally.largest, scratch.largest)
+
+
+def read_given_workbook(
+    path: str | Path, message: str, out_dir: str | Path, options: BuildOptions, *, max_rows: int = MAX_ROWS
+) -> GivenWorkbook:
+    """
+    Check a user's workbook and build its audience in one read; send it as given when nothing must change.
+
+    :param path: the .xlsx.
+    :param message: the text with ``##name##`` placeholders.
+    :param out_dir: where rebuilt parts go (when it must be rebuilt).
+    :param options: as for :func:`~.workbook_build.build_workbooks` (``default_country`` also reads the
+        check's numbers).
+    :raises MessageCentralValidationError: what :func:`~.workbook_check.check_workbook`, then
+        :func:`~.workbook_build.build_workbooks` would raise.
+    """
+    path = Path(path)
+    content = read_checked(path)
+    sheet = _open_sheet(path, content)
+    check = RowCheck(path, sheet, message, options.number_column, options.default_country, max_rows)
+    as_is = _as_is_layout(sheet, options, message) and not _has_formulas(content)
+    tally = options.tally
+    scratch = SegmentTally(tally.flow_type, tally.max_segments) if as_is and tally is not None else tally
+    builder = start_build(message, out_dir, replace(options, tally=scratch), write=not as_is)
+    try:
+        one = _OnePass(check, builder, as_is)
+        for raw in sheet.rows:
+            one.row(raw)
+        checked = check.finish()
+        if one.failure is not None:
+            raise one.failure
+        built = builder.finish()
+    except BaseException:
+        builder.writer.discard()
+        raise
+    if not as_is:
+        return GivenWorkbook(checked, built)
+    if _sent_as_given(one, built, checked):
+        _absorb(tally, scratch)
+        part = built.parts[0]
+        part.path, part.content = path, content
+        built.as_given = True
+        return GivenWorkbook(checked, built)
+    rows = _rows(_open_sheet(path, content))
+    return GivenWorkbook(checked, build_workbooks(rows, message, out_dir, **options.arguments()))
+
+
+def _rows(sheet: _Sheet) -> Iterator[dict[str, str]]:
+    for raw in sheet.rows:
+        row = _as_text(sheet.headers, raw)
+        if any(row.values()):
+            yield row
