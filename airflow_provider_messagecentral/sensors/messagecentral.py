@@ -7,14 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, XComArg, conf
-from airflow.sdk.exceptions import (
-    AirflowException,
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, XComArg
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_messagecentral.compat import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    conf,
 )
-
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
 from airflow_provider_messagecentral.reports.delivery import (
