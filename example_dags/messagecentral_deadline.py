@@ -8,8 +8,9 @@ sends the SMS through the hook in a worker thread (same retries, rate limit and 
 callback), so the triggerer's event loop keeps serving the other triggers meanwhile. The run itself carries on;
 the alert only tells someone. A failed SMS is logged in the triggerer, never raised.
 
-The triggerer hands the callback a small context: ``dag_run`` (``dag_run.dag_id``, ``dag_run.run_id``,
-``dag_run.queued_at`` ...) and ``deadline`` (``deadline.deadline_time``); there is no ``ti`` or ``dag`` here.
+The triggerer hands the callback a small context: ``dag_run``, the run as the REST API shows it
+(``dag_run.dag_id``, ``dag_run.dag_run_id``, ``dag_run.queued_at`` ...), and ``deadline``
+(``deadline.deadline_time``); there is no ``ti`` or ``dag`` here.
 
 The export's duration is the ``export_minutes`` param (your real export would take what it takes): a plain trigger
 finishes in a minute and texts nobody; trigger with ``{"export_minutes": 45}`` to see the alert. Deadline alerts
@@ -52,7 +53,7 @@ with DAG(
             MessageCentralNotifier,
             kwargs={
                 "mobile_numbers": ONCALL,
-                "message": "LATE {{ dag_run.dag_id }}: run {{ dag_run.run_id }} is still running past its deadline "
+                "message": "LATE {{ dag_run.dag_id }}: run {{ dag_run.dag_run_id }} is still running past its deadline "
                 "{{ deadline.deadline_time }}",
             },
         ),

@@ -39,8 +39,8 @@ class MessageCentralNotifier(BaseNotifier):
 
     It is also an async notifier (:meth:`async_notify`) for the triggerer: a DAG's deadline alert with
     ``AsyncCallback(MessageCentralNotifier, kwargs={...})`` texts when a run is late. The triggerer passes a
-    small context there: ``dag_run`` (``dag_run.dag_id``, ``dag_run.run_id`` ...) and ``deadline``
-    (``deadline.deadline_time``); no ``ti`` or ``dag``.
+    small context there: ``dag_run``, the run as the REST API shows it (``dag_run.dag_id``,
+    ``dag_run.dag_run_id`` ...), and ``deadline`` (``deadline.deadline_time``); no ``ti`` or ``dag``.
 
     .. code-block:: python
 

@@ -26,10 +26,10 @@ pytestmark = pytest.mark.integration
 
 #: What the triggerer hands a deadline alert's callback.
 CONTEXT = {
-    "dag_run": {"dag_id": "nightly_export", "run_id": "scheduled__2024-05-01T00:00:00+00:00"},
+    "dag_run": {"dag_id": "nightly_export", "dag_run_id": "scheduled__2024-05-01T00:00:00+00:00"},
     "deadline": {"id": "d-1", "deadline_time": "2024-05-01T00:30:00+00:00"},
 }
-MESSAGE = "LATE {{ dag_run.dag_id }}: run {{ dag_run.run_id }} past {{ deadline.deadline_time }}"
+MESSAGE = "LATE {{ dag_run.dag_id }}: run {{ dag_run.dag_run_id }} past {{ deadline.deadline_time }}"
 #: Each sandbox request answers this much later: a send (token + send) takes at least twice as long.
 LATENCY = 0.25
 PASSWORD = "Notifier-Pa55word-7f3e"

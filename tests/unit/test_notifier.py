@@ -132,12 +132,12 @@ def test_a_notifier_that_has_sent_can_still_be_copied(fake: FakeMessageCentral) 
 
 # -- async: deadline alerts and async callbacks in the triggerer --------------------------------------------
 
-#: What the triggerer hands a deadline alert's callback (Airflow 3.2+: DAG run fields and the deadline).
+#: What the triggerer hands a deadline alert's callback: the DAG run as the REST API shows it, and the deadline.
 DEADLINE_CONTEXT = {
-    "dag_run": {"dag_id": "etl", "run_id": "scheduled__2024-05-01"},
+    "dag_run": {"dag_id": "etl", "dag_run_id": "scheduled__2024-05-01"},
     "deadline": {"id": "d-1", "deadline_time": "2024-05-01T06:00:00+00:00"},
 }
-DEADLINE_MESSAGE = "{{ dag_run.dag_id }} run {{ dag_run.run_id }} missed its deadline {{ deadline.deadline_time }}"
+DEADLINE_MESSAGE = "{{ dag_run.dag_id }} run {{ dag_run.dag_run_id }} missed its deadline {{ deadline.deadline_time }}"
 
 
 def test_async_notify_sends_the_rendered_message(fake: FakeMessageCentral) -> None:

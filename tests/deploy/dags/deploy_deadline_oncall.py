@@ -30,7 +30,7 @@ with DAG(
             MessageCentralNotifier,
             kwargs={
                 "mobile_numbers": ["+919816100009"],
-                "message": "LATE {{ dag_run.dag_id }}: run {{ dag_run.run_id }} past {{ deadline.deadline_time }}",
+                "message": "LATE {{ dag_run.dag_id }}: run {{ dag_run.dag_run_id }} past {{ deadline.deadline_time }}",
             },
         ),
     ),
