@@ -62,8 +62,9 @@ def test_the_delivered_event_starts_the_crm_update_with_the_campaign_in_hand(lif
 
     run = _wait(crm_run, 180, f"no asset-triggered run of {CRM}")
     assert run["state"] == "success", run
-    updates = api.xcom(CRM, run["dag_run_id"], "update_crm")
-    assert [u["campaign"] for u in updates] == [campaign] and updates[0]["delivered"] > 0
+    # One run gets every delivered campaign since the DAG started scheduling on the asset (the examples' one too).
+    updates = {u["campaign"]: u for u in api.xcom(CRM, run["dag_run_id"], "update_crm")}
+    assert campaign in updates and updates[campaign]["delivered"] > 0, updates
     events = api.json("GET", "/api/v2/assets/events", params={"source_run_id": run_id, "limit": 10})["asset_events"]
     [event] = [e for e in events if e["source_task_id"] == "wait_for_delivery"]
     assert event["extra"]["stage"] == "delivered" and event["extra"]["campaign"] == campaign
