@@ -4,7 +4,7 @@ Approval before a big send: a dry run's preview written for a person who decides
 :func:`approval_body` turns a send operator's dry-run XCom (see :mod:`~airflow_provider_messagecentral.safety.preview`)
 into Markdown for the form of Airflow's human-in-the-loop ``ApprovalOperator`` (standard provider, Airflow 3.1+):
 recipients, requests, segments, estimated cost, the send-window decision and the sample messages exactly as
-they would arrive. Sample numbers are shown with all but their last four digits hidden: the form is stored in
+they would arrive. Sample numbers show only their first two and last four digits: the form is stored in
 Airflow's metadata database and shown to everyone who may see the task.
 
 Example (the DAG registers it as a Jinja filter)::
@@ -34,7 +34,7 @@ def escape_markdown(text: str) -> str:
 
 
 def hide_number(mobile: str) -> str:
-    """``+919816100001`` -> ``+91••••••0001``: the dialling code and the last four digits."""
+    """``+919816100001`` -> ``+91••••••0001``: the first two digits and the last four (short numbers: none)."""
     digits = mobile.lstrip("+")
     if len(digits) <= 6:
         return "•" * len(digits)
