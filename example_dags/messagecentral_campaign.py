@@ -8,7 +8,9 @@ Every day at 09:30 Asia/Kolkata this DAG:
 2. ``send_campaign`` sends one SMS per customer with ``MessageCentralFileSendOperator``: the ``##var1##`` and
    ``##var2##`` placeholders are filled from each customer's row (MessageCentral's bulk-file send);
 3. ``wait_for_delivery`` waits, deferred (no worker slot held; run ``airflow triggerer``), until 85% of the
-   customers have a DELIVRD report, failing early when more than 15% failed;
+   customers have a DELIVRD report, failing early when more than 15% failed; then Airflow emits an event of the
+   asset ``CASHBACK_DELIVERED`` (its ``outlets``) carrying the delivery summary, on which
+   ``messagecentral_crm_update`` runs;
 4. ``report`` logs the delivery summary and returns it.
 
 **It rehearses until you decide otherwise.** The ``messagecentral_dry_run`` param defaults to true, so every
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from airflow_provider_messagecentral.operators.messagecentral import MessageCentralFileSendOperator
 from airflow_provider_messagecentral.sensors.messagecentral import MessageCentralDeliverySensor
@@ -49,6 +51,10 @@ MESSAGE = "Hi ##var1##, your Rs ##var2## cashback is waiting for you. Shop by mi
 # How often the deferred sensor reads the report store. A real campaign's reports trickle in over minutes to
 # hours: poll every minute. The demo and the tests set a short interval through this variable.
 POLL_SECONDS = float(os.environ.get("MESSAGECENTRAL_EXAMPLE_POLL_SECONDS", "60"))
+# Emitted when a campaign of this DAG reached its delivery target; the event's extra is the delivery summary.
+CASHBACK_DELIVERED = Asset(
+    name="messagecentral_cashback_delivered", uri="messagecentral://campaigns/messagecentral_campaign/delivered"
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,5 +130,6 @@ with DAG(
         deferrable=True,
         poke_interval=POLL_SECONDS,
         timeout=6 * 3600,
+        outlets=[CASHBACK_DELIVERED],  # the event carries the delivery summary: see messagecentral_crm_update
     )
     report(wait.output)

@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
 from airflow_provider_messagecentral.campaign.keys import campaign_key_of
 from airflow_provider_messagecentral.campaign.ledger import SendLedger, UnitResult
 from airflow_provider_messagecentral.campaign.plan import SendPlan, SendUnit, preview_summary, sent_summary, stopped_at
 from airflow_provider_messagecentral.campaign.progress import ChunkProgress
+from airflow_provider_messagecentral.compat import AirflowFailException, AirflowSkipException
 from airflow_provider_messagecentral.exceptions import MessageCentralError
 from airflow_provider_messagecentral.safety import send_window as windows
 from airflow_provider_messagecentral.safety.cost import check_budget

@@ -141,7 +141,7 @@ def receiver_conn_id(explicit: str | None = None) -> str:
         if value and value.strip():
             return value.strip()
     try:
-        from airflow.sdk import conf
+        from airflow_provider_messagecentral.compat import conf
 
         configured = conf.get(*CONN_ID_OPTION, fallback=None)
     except Exception:  # an unreadable airflow.cfg must not hide the default
@@ -159,7 +159,8 @@ def get_airflow_connection(conn_id: str) -> Any | None:
     when there is one.
     """
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_provider_messagecentral.compat import AirflowNotFoundException
 
     try:
         return BaseHook.get_connection(conn_id)
@@ -176,7 +177,7 @@ def get_airflow_connection(conn_id: str) -> Any | None:
 
 def _metadata_database_exists() -> bool:
     """Whether Airflow's metadata database is configured and, for SQLite, its file exists (never create one)."""
-    from airflow.sdk import conf
+    from airflow_provider_messagecentral.compat import conf
 
     url = conf.get("database", "sql_alchemy_conn", fallback=None)
     if not url:

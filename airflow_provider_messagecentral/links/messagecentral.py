@@ -9,6 +9,7 @@ from urllib.parse import quote
 from airflow.sdk import BaseOperatorLink
 
 from airflow_provider_messagecentral.campaign.keys import campaign_key_of
+from airflow_provider_messagecentral.compat import conf
 
 #: Where the plugin mounts the receiver (and with it the dashboard) in the api-server.
 DASHBOARD_PATH = "/messagecentral/dashboard"
@@ -16,12 +17,7 @@ DASHBOARD_PATH = "/messagecentral/dashboard"
 
 def _base_url() -> str:
     """``[api] base_url`` without its trailing slash; empty (a link relative to the UI's host) when unset."""
-    try:
-        from airflow.sdk import conf
-
-        return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-    except Exception:  # configuration unavailable: a relative link still works in the UI
-        return ""
+    return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
 
 
 def linked_campaign(operator: Any, ti_key: Any) -> str:

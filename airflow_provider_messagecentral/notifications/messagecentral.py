@@ -1,4 +1,4 @@
-"""MessageCentralNotifier: text people when a task or DAG run fails (or succeeds)."""
+"""MessageCentralNotifier: text people when a task or DAG run fails (or succeeds), or a deadline is missed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
+from asgiref.sync import sync_to_async
 
 from airflow_provider_messagecentral.client.request import SEND_OPTIONS, check_dlt_ids
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
@@ -36,6 +37,11 @@ class MessageCentralNotifier(BaseNotifier):
     serialized DAG without a template environment: the notifier then renders with Airflow's default one).
     Every call renders the templates given here afresh, so one instance can serve many tasks and runs.
 
+    It is also an async notifier (:meth:`async_notify`) for the triggerer: a DAG's deadline alert with
+    ``AsyncCallback(MessageCentralNotifier, kwargs={...})`` texts when a run is late. The triggerer passes a
+    small context there: ``dag_run``, the run as the REST API shows it (``dag_run.dag_id``,
+    ``dag_run.dag_run_id`` ...), and ``deadline`` (``deadline.deadline_time``); no ``ti`` or ``dag``.
+
     .. code-block:: python
 
         from airflow_provider_messagecentral.notifications.messagecentral import MessageCentralNotifier
@@ -58,6 +64,7 @@ class MessageCentralNotifier(BaseNotifier):
     :param message_type: default ``TRANSACTIONAL`` (alerts are not promotions).
     :param template_id: DLT template id; needs ``entity_id``.
     :param entity_id: DLT entity id; needs ``template_id``.
+    :param context: the context to render with when the notifier is awaited (Airflow's async callbacks pass it).
     """
 
     template_fields: Sequence[str] = (
@@ -83,8 +90,9 @@ class MessageCentralNotifier(BaseNotifier):
         message_type: str | None = "TRANSACTIONAL",
         template_id: str | None = None,
         entity_id: str | None = None,
+        context: Context | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(context=context)
         if isinstance(mobile_numbers, (list, tuple)) and not mobile_numbers:
             raise MessageCentralValidationError("mobile_numbers is empty: nobody to notify")
         if mobile_numbers is None or isinstance(mobile_numbers, (bool, float, dict, bytes)):
@@ -155,6 +163,18 @@ class MessageCentralNotifier(BaseNotifier):
             self.log.error("MessageCentral notification was NOT sent (%s); the callback carries on", self.last_outcome)
         finally:
             self._restore_templates()
+
+    async def async_notify(self, context: Context) -> None:
+        """
+        Send the rendered message from async code (the triggerer: deadline alerts, async callbacks); log (never
+        raise) a failure.
+
+        The hook is synchronous (retries, rate limit, token cache, secret masking: the very same as
+        :meth:`notify`), so the send runs in a worker thread and the event loop goes on serving other triggers
+        meanwhile. ``sync_to_async`` (not ``asyncio.to_thread``) so that the Airflow SDK calls the hook makes in
+        that thread (a connection lookup, masking a secret) reach the triggerer's supervisor through its loop.
+        """
+        await sync_to_async(self.notify, thread_sensitive=False)(context)
 
     def _send(self) -> None:
         numbers = self._numbers()

@@ -23,6 +23,7 @@ from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
+from airflow_provider_messagecentral.operators.outlets import attach_to_outlets
 from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.safety import send_window as windows
 from airflow_provider_messagecentral.safety.cost import (
@@ -273,7 +274,10 @@ class BaseMessageCentralSendOperator(BaseOperator):
         return SegmentTally(flow_type=request.flow_type, max_segments=self.max_segments)
 
     def run_plan(self, plan: SendPlan, context: Context, *, what: str) -> dict[str, Any]:
-        """Preview (dry run) or send ``plan`` through the ledger; the XCom summary."""
+        """
+        Preview (dry run) or send ``plan`` through the ledger; the XCom summary, which also becomes the extra of
+        the task's asset events (``outlets``: see :mod:`~airflow_provider_messagecentral.operators.outlets`).
+        """
         options = CampaignOptions(
             kind=self.campaign_kind,
             on_uncertain=self.on_uncertain,
@@ -284,7 +288,9 @@ class BaseMessageCentralSendOperator(BaseOperator):
             max_cost=self.max_cost,
         )
         runner = CampaignRunner(options, self.hook.settings, log=self.log, defer=self.defer)
-        return runner.run(plan, context, what=what)
+        summary = runner.run(plan, context, what=what)
+        attach_to_outlets(self, context, summary, stage="dry_run" if summary.get("dry_run") else "sent")
+        return summary
 
     def execute_in_window(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the send window opened: the ledger skips what was sent before the pause."""

@@ -7,16 +7,18 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, XComArg, conf
-from airflow.sdk.exceptions import (
-    AirflowException,
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, XComArg
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_messagecentral.compat import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    conf,
 )
-
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
+from airflow_provider_messagecentral.operators.outlets import attach_to_outlets
 from airflow_provider_messagecentral.reports.delivery import (
     DEFAULT_NO_REPORT_WARNING_AFTER,
     NoReportWatch,
@@ -71,7 +73,8 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
     After ``timeout`` seconds it raises ``AirflowSensorTimeout`` (skipped with ``soft_fail=True``), in every
     mode. Its XCom is the campaign summary: ``{"campaign", "recipients", "delivered", "failed", "pending",
     "final", "by_status", "delivered_ratio", "failed_ratio"}``. A dry-run send (its XCom has
-    ``dry_run: true``) sent nothing: the sensor skips.
+    ``dry_run: true``) sent nothing: the sensor skips. Given ``outlets=[Asset(...)]``, the summary (with
+    ``"stage": "delivered"``) is the extra of the asset events it emits, for DAGs scheduled on the asset.
 
     .. code-block:: python
 
@@ -193,7 +196,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         if self._dry_run():
             raise AirflowSkipException("the send was a dry run: no message was sent, no report will come")
         if not self.deferrable:
-            return super().execute(context)
+            return self._delivered(context, super().execute(context))
         try:
             campaign = self._campaign_key()
             summary = self.check(campaign)
@@ -203,7 +206,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
                 raise AirflowSkipException(f"Skipping due to soft_fail/never_fail: {err}") from err
             raise
         if summary is not None:
-            return summary
+            return self._delivered(context, summary)
         self.defer(
             trigger=MessageCentralDeliveryTrigger(
                 campaign=campaign,
@@ -219,6 +222,12 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
+
+    def _delivered(self, context: Context, summary: Any) -> Any:
+        """The campaign reached its target: its summary goes on the task's asset events (``outlets``) too."""
+        if isinstance(summary, Mapping):
+            attach_to_outlets(self, context, summary, stage="delivered")
+        return summary
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """
@@ -236,7 +245,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
             if not isinstance(summary, Mapping):
                 raise AirflowException(f"the trigger's success event carries no summary: {event!r}")
             self.log.info("%s", message)
-            return dict(summary)
+            return self._delivered(context, dict(summary))
         if status == "failure":
             raise AirflowFailException(message)
         if status == "timeout":

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_messagecentral.client.settings import MessageCentralSettings
+from airflow_provider_messagecentral.compat import aextra_dejson
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.reports.delivery import (
     DEFAULT_NO_REPORT_WARNING_AFTER,
@@ -117,7 +118,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
     async def _store_url(self) -> str:
         """Resolve the store URL from the connection without blocking the event loop."""
         conn = await MessageCentralHook.aget_connection(self.messagecentral_conn_id)
-        extra = await conn.aextra_dejson()
+        extra = await aextra_dejson(conn)  # Connection.aextra_dejson() is new in task-sdk 1.3.2
         settings = MessageCentralSettings.from_parts(
             conn_id=self.messagecentral_conn_id,
             host=conn.host,

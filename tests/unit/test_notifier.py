@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from types import SimpleNamespace
 from typing import Any
 
 import fake_http
 import pytest
 from airflow.sdk import DAG
-from airflow.serialization.serialized_objects import DagSerialization
 from fake_http import FakeMessageCentral, status
 
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.notifications.messagecentral import MessageCentralNotifier
+
+try:
+    from airflow.serialization.serialized_objects import DagSerialization
+except ImportError:  # Airflow 3.1
+    from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization  # type: ignore[no-redef]
 
 
 @pytest.fixture
@@ -122,3 +128,63 @@ def test_a_notifier_that_has_sent_can_still_be_copied(fake: FakeMessageCentral) 
     notifier(_context("a"))
     copy.deepcopy(notifier)(_context("b"))
     assert [c["message"] for c in sent(fake)] == ["a failed", "b failed"]
+
+
+# -- async: deadline alerts and async callbacks in the triggerer --------------------------------------------
+
+#: What the triggerer hands a deadline alert's callback: the DAG run as the REST API shows it, and the deadline.
+DEADLINE_CONTEXT = {
+    "dag_run": {"dag_id": "etl", "dag_run_id": "scheduled__2024-05-01"},
+    "deadline": {"id": "d-1", "deadline_time": "2024-05-01T06:00:00+00:00"},
+}
+DEADLINE_MESSAGE = "{{ dag_run.dag_id }} run {{ dag_run.dag_run_id }} missed its deadline {{ deadline.deadline_time }}"
+
+
+def test_async_notify_sends_the_rendered_message(fake: FakeMessageCentral) -> None:
+    notifier = MessageCentralNotifier(mobile_numbers="9816100001", message="{{ ti.task_id }} failed")
+    notifier.render_template_fields(_context("late"))
+    asyncio.run(notifier.async_notify(_context("late")))
+    assert [c["message"] for c in sent(fake)] == ["late failed"] and notifier.last_outcome == "sent"
+
+
+def test_awaited_as_a_deadline_callback_it_renders_the_triggerer_context(fake: FakeMessageCentral) -> None:
+    """What Airflow's callback trigger does: ``await MessageCentralNotifier(**kwargs, context=context)``."""
+
+    async def callback_trigger() -> None:
+        await MessageCentralNotifier(mobile_numbers=["9816100001"], message=DEADLINE_MESSAGE, context=DEADLINE_CONTEXT)
+
+    asyncio.run(callback_trigger())
+    assert [c["message"] for c in sent(fake)] == [
+        "etl run scheduled__2024-05-01 missed its deadline 2024-05-01T06:00:00+00:00"
+    ]
+
+
+def test_async_notify_logs_a_failure_and_does_not_raise(fake: FakeMessageCentral) -> None:
+    fake.send_replies.append(status(200, {"responseCode": 402, "message": "INSUFFICIENT_BALANCE"}))
+    notifier = MessageCentralNotifier(mobile_numbers="9816100001", message="x", context=DEADLINE_CONTEXT)
+
+    async def awaited() -> None:
+        await notifier
+
+    asyncio.run(awaited())  # does not raise
+    assert notifier.last_outcome is not None and "refused" in notifier.last_outcome
+
+
+def test_async_notify_sends_in_another_thread_than_the_event_loop(
+    fake: FakeMessageCentral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    original = MessageCentralNotifier._send
+
+    def spy(self: MessageCentralNotifier) -> None:
+        threads.append(threading.get_ident())
+        original(self)
+
+    monkeypatch.setattr(MessageCentralNotifier, "_send", spy)
+
+    async def run() -> int:
+        await MessageCentralNotifier(mobile_numbers="9816100001", message="x", context=DEADLINE_CONTEXT)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(run())
+    assert len(threads) == 1 and threads[0] != loop_thread

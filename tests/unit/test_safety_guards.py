@@ -12,9 +12,9 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 from fake_http import Call, FakeMessageCentral, install, ok_send
 
+from airflow_provider_messagecentral.compat import AirflowFailException, AirflowSkipException, TaskDeferred
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.operators.messagecentral import (
     MessageCentralBulkSendOperator,

@@ -288,3 +288,49 @@ def test_no_warning_once_a_report_arrived_or_before_the_delay(
     run_trigger(trigger(key2, deadline=time.time() + 0.3, no_report_warning_after=None))
     out = capsys.readouterr()
     assert _no_report_warnings(out.out + out.err) == []
+
+
+# -- Airflow versions: Connection.aextra_dejson() is new in task-sdk 1.3.2 (Airflow 3.3.2) ---------------------
+
+
+class _OldConnection:
+    """A Task SDK < 1.3.2 connection: ``extra_dejson`` only; remembers the thread that read it."""
+
+    def __init__(self, extra: dict[str, Any]) -> None:
+        self._extra = extra
+        self.read_in: int | None = None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        self.read_in = threading.get_ident()
+        return dict(self._extra)
+
+
+def test_extras_are_read_without_aextra_dejson_in_a_thread() -> None:
+    from airflow_provider_messagecentral.compat import aextra_dejson
+
+    old = _OldConnection({"reports_url": "sqlite:///x.db"})
+
+    async def read() -> tuple[dict[str, Any], int]:
+        return await aextra_dejson(old), threading.get_ident()
+
+    extra, loop_thread = asyncio.run(read())
+    assert extra == {"reports_url": "sqlite:///x.db"} and old.read_in not in (None, loop_thread)
+
+
+def test_the_trigger_resolves_the_store_on_an_sdk_without_aextra_dejson(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
+
+    async def old_sdk_connection(conn_id: str) -> Any:  # what aget_connection returns before task-sdk 1.3.2
+        conn = MessageCentralHook.get_connection(conn_id)
+        fields = {name: getattr(conn, name) for name in ("host", "login", "port", "schema")}
+        return SimpleNamespace(**fields, extra_dejson=conn.extra_dejson)
+
+    monkeypatch.setattr(MessageCentralHook, "aget_connection", staticmethod(old_sdk_connection))
+    key, _ = seed(store_url, ["DELIVRD"])
+    [event] = run_trigger(trigger(key, min_delivered_ratio=1.0))
+    assert event.payload["status"] == "success"
