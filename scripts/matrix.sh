@@ -114,7 +114,7 @@ run_cell() {  # name airflow python suites
 }
 
 check_package() {  # build, twine check, the wheel alone in a clean venv, `airflow providers list` there
-  local start=$SECONDS venv=.venvs/wheel-only home python tools=.venvs/package-tools log=build/matrix/package.log
+  local start=$SECONDS venv=$PWD/.venvs/wheel-only home python tools=.venvs/package-tools log=build/matrix/package.log
   echo "matrix: package: sdist + wheel, twine check, the wheel alone in a clean venv"
   home=$(mktemp -d)
   python=$(find_python 3.11) || python=python3
@@ -123,12 +123,17 @@ check_package() {  # build, twine check, the wheel alone in a clean venv, `airfl
     [ -x "$tools/bin/twine" ] || { "$python" -m venv "$tools" && "$tools/bin/pip" install --quiet build twine; }
     "$tools/bin/python" -m build --outdir dist . &&
       "$tools/bin/twine" check --strict dist/* &&
-      unzip -l dist/*.whl | grep -q 'dist-info/licenses/LICENSE' &&
-      tar tzf dist/*.tar.gz | grep -q '/LICENSE$' &&
+      "$tools/bin/python" - dist/*.whl dist/*.tar.gz <<'PY' &&
+import sys, tarfile, zipfile
+wheel, sdist = sys.argv[1:]
+assert any(n.endswith(".dist-info/licenses/LICENSE") for n in zipfile.ZipFile(wheel).namelist()), "no LICENSE in the wheel"
+assert any(n.endswith("/LICENSE") for n in tarfile.open(sdist).getnames()), "no LICENSE in the sdist"
+print("LICENSE in both artifacts")
+PY
       "$python" -m venv "$venv" &&
       "$venv/bin/pip" install --quiet dist/*.whl &&
       (cd "$home" && AIRFLOW_HOME="$home" "$venv/bin/airflow" providers list) >build/matrix/providers.txt &&
-      cat build/matrix/providers.txt && grep -q '^airflow-provider-messagecentral ' build/matrix/providers.txt
+      cat build/matrix/providers.txt && grep '^airflow-provider-messagecentral ' build/matrix/providers.txt >/dev/null
   } >"$log" 2>&1; then
     record package "$("$venv/bin/python" -c 'import airflow; print(airflow.__version__)')" \
       "$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \

@@ -77,13 +77,14 @@ def unpause(dag_id: str) -> None:
 @contextmanager
 def runs_consume_queued_asset_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """
-    Make ``dag.test()`` start its run as the scheduler starts an asset-triggered one: the run consumes the
-    asset events its queue entries stand for (so ``triggering_asset_events`` holds them) and the entries go.
-    ``dag.test()`` itself always starts a manual run that consumed nothing.
+    Make ``dag.test()`` start its run as the scheduler starts an asset-triggered one (``catchup=False``): the run
+    consumes the events of its queued assets since the DAG started scheduling on them, not consumed by an earlier
+    run (so ``triggering_asset_events`` holds them), and the queue entries go. ``dag.test()`` itself always
+    starts a manual run that consumed nothing.
     """
     import airflow.models.dagrun as dagrun_module
-    from airflow.models.asset import AssetDagRunQueue, AssetEvent
-    from sqlalchemy import delete, select
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, DagScheduleAssetReference
+    from sqlalchemy import delete, func, select
 
     original = dagrun_module.get_or_create_dagrun
 
@@ -92,7 +93,16 @@ def runs_consume_queued_asset_events(monkeypatch: pytest.MonkeyPatch) -> Iterato
         session = kwargs["session"]
         queue = AssetDagRunQueue.target_dag_id == run.dag_id
         asset_ids = list(session.scalars(select(AssetDagRunQueue.asset_id).where(queue)))
-        events = session.scalars(select(AssetEvent).where(AssetEvent.asset_id.in_(asset_ids))).all()
+        scheduled_since = session.scalar(
+            select(func.min(DagScheduleAssetReference.created_at)).where(DagScheduleAssetReference.dag_id == run.dag_id)
+        )
+        events = session.scalars(
+            select(AssetEvent).where(
+                AssetEvent.asset_id.in_(asset_ids),
+                AssetEvent.timestamp > scheduled_since,
+                ~AssetEvent.created_dagruns.any(dag_id=run.dag_id),
+            )
+        ).all()
         run.consumed_asset_events.extend(events)
         session.execute(delete(AssetDagRunQueue).where(queue))
         session.commit()
