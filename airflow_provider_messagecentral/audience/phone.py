@@ -169,7 +169,7 @@ class _FastParser:
         return number
 
     def _international(self, digits: str) -> PhoneNumber | None:
-        if not digits.isdigit():
+        if not digits.isdigit() or digits[0] == "0":  # no country code starts with 0: libphonenumber decides
             return None
         for size in (1, 2, 3):
             cc = digits[:size]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import phonenumbers
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_messagecentral.audience.phone import (
@@ -94,6 +94,8 @@ def test_chunk_size_must_be_a_positive_integer(size: object) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@example(cc="91", digits="0003210000000", style="national")  # "00" then "032...": no country code starts with 0
+@example(cc="91", digits="000919816111111", style="national")
 @given(
     cc=st.sampled_from(["91", "1", "44", "49", "971", "65"]),
     digits=st.text(alphabet="0123456789", min_size=6, max_size=13),
