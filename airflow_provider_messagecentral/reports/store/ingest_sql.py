@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -158,6 +159,7 @@ class DriverStatement:
     def __init__(self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
         self.sql: str = compiled.string
+        self._returning_on_old_sqlite3 = sys.version_info < (3, 11) and " RETURNING " in self.sql.upper()
         constants = [name for bind, name in compiled.bind_names.items() if not bind.required]
         if constants:
             raise ValueError(f"inline the constants {constants} of {self.sql[:60]!r}...")
@@ -170,8 +172,16 @@ class DriverStatement:
         return params if self._positional is None else self._positional(params)
 
     def executemany(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
-        """Run the statement once per row (one driver call)."""
-        cursor.executemany(self.sql, rows if self._positional is None else list(map(self._positional, rows)))
+        """Run the statement once per row (one driver call; one call per row where the driver refuses that)."""
+        args = rows if self._positional is None else list(map(self._positional, rows))
+        if self._returning_on_old_sqlite3 and isinstance(cursor, sqlite3.Cursor):
+            # Python 3.10's sqlite3 refuses executemany() of INSERT ... RETURNING ("can only execute DML").
+            # SQLite makes every change of such a statement on its first step: the returned rows are dropped,
+            # as executemany() drops them.
+            for arg in args:
+                cursor.execute(self.sql, arg).fetchall()
+            return
+        cursor.executemany(self.sql, args)
 
 
 class IngestSQL:
