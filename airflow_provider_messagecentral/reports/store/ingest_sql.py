@@ -159,7 +159,9 @@ class DriverStatement:
     def __init__(self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None = None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
         self.sql: str = compiled.string
-        self._returning_on_old_sqlite3 = sys.version_info < (3, 11) and " RETURNING " in self.sql.upper()
+        # Only Python 3.11's sqlite3 runs executemany() of INSERT ... RETURNING cleanly: 3.10 refuses it ("can only
+        # execute DML statements") and 3.12+ leaves the statement in progress ("cannot commit transaction").
+        self._returning_row_by_row = sys.version_info[:2] != (3, 11) and " RETURNING " in self.sql.upper()
         constants = [name for bind, name in compiled.bind_names.items() if not bind.required]
         if constants:
             raise ValueError(f"inline the constants {constants} of {self.sql[:60]!r}...")
@@ -174,10 +176,9 @@ class DriverStatement:
     def executemany(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per row (one driver call; one call per row where the driver refuses that)."""
         args = rows if self._positional is None else list(map(self._positional, rows))
-        if self._returning_on_old_sqlite3 and isinstance(cursor, sqlite3.Cursor):
-            # Python 3.10's sqlite3 refuses executemany() of INSERT ... RETURNING ("can only execute DML").
-            # SQLite makes every change of such a statement on its first step: the returned rows are dropped,
-            # as executemany() drops them.
+        if self._returning_row_by_row and isinstance(cursor, sqlite3.Cursor):
+            # SQLite makes every change of an INSERT ... RETURNING on its first step: the returned rows are
+            # read to the end (so the statement is finished before the commit) and dropped, as executemany() drops them.
             for arg in args:
                 cursor.execute(self.sql, arg).fetchall()
             return
