@@ -14,7 +14,9 @@ to those of the library-only version across every region's example numbers.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
@@ -271,6 +273,25 @@ def number_reader(default_country: str | int = "91") -> NumberReader:
     return read
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """
+    No cyclic garbage collection while a long list of numbers is made.
+
+    A :class:`PhoneNumber` is a tuple subclass, which the collector keeps tracking (it untracks only exact
+    tuples of atoms), so every full collection during the loop would walk all the numbers made so far again:
+    at a million numbers that is a third of the time. They hold no cycles; collection resumes after.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def normalize_numbers(raw_numbers: Iterable[object], default_country: str | int = "91") -> Audience:
     """
     Normalise many numbers: valid ones in input order without duplicates, invalid ones with position.
@@ -286,28 +307,29 @@ def normalize_numbers(raw_numbers: Iterable[object], default_country: str | int 
     seen: set[str] = set()
     valid_values: set[object] = set()
     numbers = audience.numbers
-    for position, raw in enumerate(raw_numbers, start=1):
-        kind = type(raw)
-        fast = parser is not None and (kind is str or kind is int)
-        if fast and raw in valid_values:
-            audience.duplicates += 1
-            continue
-        try:
+    with _collector_paused():
+        for position, raw in enumerate(raw_numbers, start=1):
+            kind = type(raw)
+            fast = parser is not None and (kind is str or kind is int)
+            if fast and raw in valid_values:
+                audience.duplicates += 1
+                continue
+            try:
+                if fast:
+                    number = _parse_text((raw if kind is str else str(raw)).strip(), code, parser)  # type: ignore[attr-defined]
+                else:
+                    number = parse_number(raw, default_country)
+            except ValueError as err:
+                audience.invalid.append(InvalidNumber(position, str(raw)[:40], str(err)))
+                continue
             if fast:
-                number = _parse_text((raw if kind is str else str(raw)).strip(), code, parser)  # type: ignore[attr-defined]
-            else:
-                number = parse_number(raw, default_country)
-        except ValueError as err:
-            audience.invalid.append(InvalidNumber(position, str(raw)[:40], str(err)))
-            continue
-        if fast:
-            valid_values.add(raw)
-        msisdn = number.country_code + number.national
-        if msisdn in seen:
-            audience.duplicates += 1
-            continue
-        seen.add(msisdn)
-        numbers.append(number)
+                valid_values.add(raw)
+            msisdn = number.country_code + number.national
+            if msisdn in seen:
+                audience.duplicates += 1
+                continue
+            seen.add(msisdn)
+            numbers.append(number)
     return audience
 
 
