@@ -10,11 +10,9 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from helpers import REPORT_T0, report, report_time
 from hypothesis import HealthCheck, given, settings
@@ -33,25 +31,6 @@ from airflow_provider_messagecentral.reports.store.group_commit import GroupComm
 
 SECRET = "unit-callback-secret-0123456789"
 at = report_time
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
-    ]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'reports.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[ReportStore]:
-    s = ReportStore(store_url)
-    yield s
-    s.dispose()
 
 
 def _counts(result: IngestResult) -> tuple[int, int, int]:

@@ -8,11 +8,8 @@ a real SQLite and a real PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from helpers import REPORT_T0
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,21 +61,6 @@ def documented_verdict(old: Standing, new: Standing) -> Verdict:
 def test_the_verdict_is_the_documented_rule(old: Standing, new: Standing) -> None:
     assert verdict(old, new) == documented_verdict(old, new)
     assert outranks(new, old) == (new.rank() >= old.rank())
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReportStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'reports.db'}" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
-    )
-    s = ReportStore(url)
-    yield s
-    s.dispose()
 
 
 def _report_row(standing: Standing) -> dict[str, object]:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from helpers import REPORT_T0, report, report_time
 from sqlalchemy import text
 
@@ -18,25 +15,6 @@ rep = report
 at = report_time
 SENT = ["919816100001", "919816100002"]  # an answered unit
 UNCERTAIN = ["919816100003", "919816100004", "919816100005"]  # a unit whose answer was lost
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
-    ]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'reports.db'}"
-    return str(request.getfixturevalue("pg_url"))  # tests/conftest.py: a fresh PostgreSQL database
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[ReportStore]:
-    s = ReportStore(store_url)
-    yield s
-    s.dispose()
 
 
 def campaign(store: ReportStore) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,21 +19,6 @@ from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.ingest import INGEST_ATTEMPTS
 
 T0 = REPORT_T0
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReportStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'reports.db'}" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
-    )
-    s = ReportStore(url)
-    yield s
-    s.dispose()
 
 
 @pytest.fixture

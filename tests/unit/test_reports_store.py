@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,25 +18,6 @@ from airflow_provider_messagecentral.reports.store import (
 )
 
 T0 = REPORT_T0
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
-    ]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'reports.db'}"
-    return str(request.getfixturevalue("pg_url"))  # tests/conftest.py: a fresh PostgreSQL database
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[ReportStore]:
-    s = ReportStore(store_url)
-    yield s
-    s.dispose()
 
 
 # --------------------------------------------------------------------------- helpers
