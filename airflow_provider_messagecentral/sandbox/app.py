@@ -192,9 +192,19 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
         }
         return JSONResponse({"responseCode": "200" if types == "strings" else 200, "message": "SUCCESS", "data": data})
 
+    _add_undocumented_routes(app, state)
+    _add_admin_routes(app, state)
+    return app
+
+
+def _add_undocumented_routes(app: FastAPI, state: SandboxState) -> None:
+    """The endpoints MessageCentral's own app uses but its API docs do not list: credit and detailed reports."""
+
     @app.get("/wallet/credits/balance")
     async def balance(request: Request) -> Response:
         params = dict(request.query_params)
+        if (latency := state.latency()) > 0:
+            await asyncio.sleep(latency)
         try:
             subject = state.authenticate(request.headers.get("authtoken"))
             if params.get("customerId") != subject:
@@ -221,9 +231,6 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
             return _error(err)
         strings = state.config.field_types == "strings"
         return JSONResponse(pulled.detailed_reports(state.outcomes(), query, strings=strings))
-
-    _add_admin_routes(app, state)
-    return app
 
 
 def wallet_body(state: SandboxState, customer_id: str) -> dict[str, Any]:

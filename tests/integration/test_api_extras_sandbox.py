@@ -149,7 +149,7 @@ def test_balance_is_read_and_sends_consume_it_per_segment(hook: MessageCentralHo
     assert before is not None and before.credits == 100.0 and before.spendable == 100.0
     hook.send_bulk(["9816111111", "9816111112", "9816111113"], "x" * 200, chunk_size=3)  # 2 segments each
     after = hook.get_balance()
-    assert after is not None and after.credits == 97.0
+    assert after is not None and after.credits == 97.0 == sandbox.balance()
 
 
 def test_balance_with_string_fields(hook: MessageCentralHook, sandbox: Any) -> None:
