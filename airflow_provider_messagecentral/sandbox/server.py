@@ -132,7 +132,10 @@ class SandboxServer:
         return self.state.set_faults(faults)
 
     def configure(self, **settings: Any) -> dict[str, object]:
-        """Change callback settings, e.g. ``configure(callback_url=..., callback_delay=0)``."""
+        """
+        Change settings, e.g. ``configure(callback_url=..., callback_delay=0)`` or ``configure(balance=100)``
+        (also ``status_mix``, ``duplicates``, ``out_of_order``, ``seed``, ``field_types``, ``credit_per_segment``).
+        """
         return self.state.configure(settings)
 
     def requests(self) -> list[dict[str, Any]]:
@@ -146,6 +149,10 @@ class SandboxServer:
     def rejected(self) -> list[dict[str, Any]]:
         """Refused requests with status and reason."""
         return self.state.rejected()
+
+    def balance(self) -> float:
+        """The account's credit left (sends consume it per segment and recipient)."""
+        return self.state.balance()
 
     def stats(self) -> dict[str, int]:
         """Counters: token_requests, send_requests, accepted_sends, messages, rejected, callbacks_*."""
