@@ -121,4 +121,11 @@ _CONN_FIELDS: dict[str, Any] = {
         "Optional. Campaigns whose estimated cost is higher are refused before sending.",
         "number",
     ),
+    "check_balance": _field(
+        "Check the balance before sending",
+        "Read the account's credit balance before a campaign and refuse one whose estimated cost is higher "
+        "(needs the price per segment; built on an endpoint MessageCentral's own app uses but does not document).",
+        "boolean",
+        default=False,
+    ),
 }
