@@ -18,6 +18,9 @@ from airflow_provider_messagecentral.exceptions import MessageCentralError
 
 TOKEN_PATH = "/auth/v1/authentication/token"  # noqa: S105 - a URL path, not a password
 SEND_PATH = "/verification/v3/send"
+#: Used by MessageCentral's own app, not in its API docs (see docs/messagecentral-api.md).
+REPORTS_PATH = "/reports/getDetailedReports"
+BALANCE_PATH = "/wallet/credits/balance"
 
 
 class _RedactKeyParam(logging.Filter):

@@ -1,48 +1,44 @@
 """
 MessageCentralHook: the Airflow face of the MessageCentral client.
 
-The hook owns the connection's settings, the pooled session, the token and the public send methods; its
-parts live in :mod:`airflow_provider_messagecentral.client` (settings, request building, transport, responses,
-tokens, rate limit, retries).
+The hook holds the operations (sends, pulled delivery reports, credit); its base
+:class:`~airflow_provider_messagecentral.hooks.authenticated.AuthenticatedHook` holds the connection's settings,
+the pooled session, the token and the one authenticated request path. Their parts live in
+:mod:`airflow_provider_messagecentral.client` (settings, request building, transport, responses, tokens, rate
+limit, retries, report pages).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
-from collections.abc import Iterable, Sequence
-from functools import cached_property
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote
-
-import requests
-from airflow.sdk import BaseHook
-from airflow.sdk.log import mask_secret
 
 from airflow_provider_messagecentral.audience.phone import PhoneNumber, chunked, normalize_numbers, parse_number
 from airflow_provider_messagecentral.campaign.progress import ChunkProgress
 from airflow_provider_messagecentral.client import transport
-from airflow_provider_messagecentral.client.ratelimit import RateLimiter
+from airflow_provider_messagecentral.client.pulled import PulledPage, PulledReport, parse_pulled_page
+from airflow_provider_messagecentral.client.report_query import DEFAULT_PAGE_SIZE, ReportQuery
 from airflow_provider_messagecentral.client.request import SendRequest, build_send_request, workbook_upload
-from airflow_provider_messagecentral.client.responses import REFUSED, json_body, send_result, token_result
-from airflow_provider_messagecentral.client.retries import call_with_retries
-from airflow_provider_messagecentral.client.settings import MessageCentralSettings
-from airflow_provider_messagecentral.client.tokens import TOKEN_CACHE, TokenCache, jwt_expiry, token_params
+from airflow_provider_messagecentral.client.responses import (
+    raise_for_http,
+    send_result,
+)
 from airflow_provider_messagecentral.exceptions import (
-    MessageCentralAuthError,
     MessageCentralBulkError,
     MessageCentralError,
     MessageCentralValidationError,
 )
+from airflow_provider_messagecentral.hooks.authenticated import AuthenticatedHook
 
 DEFAULT_CHUNK_SIZE = 500
 
 log = logging.getLogger(__name__)
 
 
-class MessageCentralHook(BaseHook):
+class MessageCentralHook(AuthenticatedHook):
     """
     Talk to the MessageCentral Message Now API with the credentials of a ``messagecentral`` connection.
 
@@ -61,150 +57,19 @@ class MessageCentralHook(BaseHook):
     :param token_cache: where tokens are cached; defaults to the process-wide cache.
     """
 
-    conn_name_attr = "messagecentral_conn_id"
-    default_conn_name = "messagecentral_default"
-    conn_type = "messagecentral"
-    hook_name = "MessageCentral"
-
-    def __init__(
-        self,
-        messagecentral_conn_id: str = default_conn_name,
-        *,
-        token_cache: TokenCache | None = None,
-    ) -> None:
-        super().__init__()
-        self.messagecentral_conn_id = messagecentral_conn_id
-        self._token_cache = token_cache if token_cache is not None else TOKEN_CACHE
-        self._session: requests.Session | None = None
-        self._session_lock = threading.Lock()
-        #: token requests this hook made (successful or not): what the token cache saves is visible here.
-        self.token_requests = 0
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(messagecentral_conn_id={self.messagecentral_conn_id!r})"
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> MessageCentralHook:
-        """A fresh hook of the same connection and token cache (Airflow deep-copies tasks and callbacks)."""
-        return type(self)(self.messagecentral_conn_id, token_cache=self._token_cache)
-
-    # -- connection -------------------------------------------------------------------------------------
-
-    @cached_property
-    def settings(self) -> MessageCentralSettings:
-        """The connection's fields and extras, parsed once; secrets registered with Airflow's masker."""
-        conn = self.get_connection(self.messagecentral_conn_id)
-        try:
-            settings = MessageCentralSettings.from_connection(conn)
-        except ValueError as err:
-            raise MessageCentralValidationError(f"connection {self.messagecentral_conn_id!r}: {err}") from None
-        for secret in (settings.password, settings.auth_token):
-            if secret:
-                mask_secret(secret)
-        return settings
-
-    @cached_property
-    def rate_limiter(self) -> RateLimiter:
-        """One token bucket shared by every send of this hook."""
-        return RateLimiter(self.settings.rate_limit_per_second)
-
-    def get_conn(self) -> requests.Session:
-        """The hook's pooled ``requests.Session`` (keep-alive; one per hook, safe to share across threads)."""
-        with self._session_lock:
-            if self._session is None:
-                self._session = transport.new_session(self.settings.base_url)
-            return self._session
-
-    def close(self) -> None:
-        """Close the pooled session."""
-        with self._session_lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
-
-    def _request(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
-        s = self.settings
-        timeout = (s.connect_timeout, s.timeout)
-        return transport.request(self.get_conn(), method, s.base_url + path, what=what, timeout=timeout, **kwargs)
-
-    # -- token ------------------------------------------------------------------------------------------
-
-    @property
-    def _cache_key(self) -> tuple[str, ...]:
-        return (self.messagecentral_conn_id, self.settings.customer_id, self.settings.base_url)
-
-    def get_token(self, force_refresh: bool = False) -> str:
-        """
-        Return a valid auth token, from the cache unless it is missing, about to expire or ``force_refresh``.
-
-        With a pre-issued ``auth_token`` extra the token call is skipped altogether.
-        """
-        if self.settings.auth_token:
-            return self.settings.auth_token
-        if force_refresh:
-            self._token_cache.invalidate(self._cache_key)
-        return self._token_cache.get_or_fetch(self._cache_key, self._fetch_token, self.settings.token_lifetime)
-
-    def _fetch_token(self) -> str:
-        params = token_params(self.settings, self.messagecentral_conn_id)
-        mask_secret(params["key"])
-        mask_secret(quote(params["key"], safe=""))
-
-        def attempt() -> str:
-            self.token_requests += 1
-            resp = self._request("GET", transport.TOKEN_PATH, what="token request", params=params)
-            token = token_result(resp, self.messagecentral_conn_id)
-            mask_secret(token)
-            return token
-
-        return call_with_retries(
-            attempt,
-            max_retries=self.settings.max_retries,
-            max_wait=self.settings.max_retry_wait,
-            retry_uncertain=True,
-            describe="MessageCentral token request",
-        )
-
     # -- sends ------------------------------------------------------------------------------------------
 
     def _send(self, params: dict[str, str], *, what: str, files: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One send with the rate limit and retries; uncertain failures (it may have arrived) are not retried."""
-
-        def attempt() -> dict[str, Any]:
-            self.rate_limiter.acquire()
-            return send_result(self._post_authenticated(params, what, files), what)
-
-        return call_with_retries(
-            attempt,
-            max_retries=self.settings.max_retries,
-            max_wait=self.settings.max_retry_wait,
+        """One send; uncertain failures (it may have arrived) are not retried."""
+        return self._call(
+            "POST",
+            transport.SEND_PATH,
+            what=what,
+            params=params,
+            files=files,
             retry_uncertain=False,
-            describe=f"MessageCentral {what}",
+            read=lambda resp: send_result(resp, what),
         )
-
-    def _post_authenticated(self, params: dict[str, str], what: str, files: dict[str, Any] | None) -> requests.Response:
-        """POST a send with the cached token; on a 401/403 refresh the token once and repeat it once."""
-        token = self.get_token()
-        headers = {"authToken": token}
-        resp = self._request("POST", transport.SEND_PATH, what=what, params=params, files=files, headers=headers)
-        if resp.status_code not in REFUSED:
-            return resp
-        if self.settings.auth_token:
-            raise MessageCentralAuthError(
-                f"{what}: MessageCentral refused the pre-issued 'auth_token' of connection "
-                f"{self.messagecentral_conn_id!r} (HTTP {resp.status_code})",
-                http_status=resp.status_code,
-            )
-        self._token_cache.invalidate(self._cache_key, token)
-        log.info("MessageCentral answered HTTP %d: refreshing the token once", resp.status_code)
-        headers = {"authToken": self.get_token()}
-        resp = self._request("POST", transport.SEND_PATH, what=what, params=params, files=files, headers=headers)
-        if resp.status_code in REFUSED:
-            raise MessageCentralAuthError(
-                f"{what}: MessageCentral refused a freshly issued token (HTTP {resp.status_code})",
-                code=json_body(resp).get("responseCode"),
-                http_status=resp.status_code,
-            )
-        return resp
 
     def prepare_send(self, message: str, **options: Any) -> SendRequest:
         """
@@ -303,6 +168,53 @@ class MessageCentralHook(BaseHook):
         """
         return self.send_workbook(workbook, self.prepare_send(message, **options), filename=filename)
 
+    # -- reports and credit ---------------------------------------------------------------------------
+
+    def get_detailed_reports(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        message_type: str = "SMS",
+        max_pages: int | None = None,
+    ) -> Iterator[PulledReport]:
+        """
+        The per-message delivery reports MessageCentral holds for a time window, page by page
+        (``POST reports/getDetailedReports``: used by MessageCentral's own app, not in its API docs).
+
+        Rows carry no message id; ``mobile`` has the country code. The API takes whole days, so rows from
+        up to a day around the window come back. Each page goes through the rate limit, the token and the
+        retries like a send (a read is also retried after a timeout). Arguments are checked when called.
+
+        :param start: start of the window (naive: UTC).
+        :param end: end of the window (naive: UTC).
+        :param page_size: rows per request (1-1000).
+        :param message_type: ``SMS`` or ``OTP``.
+        :param max_pages: pages read at most (default 200); a warning says when more may exist.
+        """
+        query = ReportQuery.build(
+            self.settings.customer_id,
+            start,
+            end,
+            page_size=page_size,
+            message_type=message_type,
+            max_pages=max_pages,
+        )
+
+        def fetch(page_no: int) -> PulledPage:
+            what = f"detailed reports page {page_no + 1}"
+            return self._call(
+                "POST",
+                transport.REPORTS_PATH,
+                what=what,
+                params=query.params(page_no),
+                retry_uncertain=True,
+                read=lambda resp: parse_pulled_page(raise_for_http(resp, what)),
+            )
+
+        return query.reports(fetch)
+
     # -- helpers ----------------------------------------------------------------------------------------
 
     def normalize(
@@ -323,19 +235,3 @@ class MessageCentralHook(BaseHook):
         if audience.invalid:
             raise MessageCentralValidationError(audience.error_text())
         return audience.numbers
-
-    def test_connection(self) -> tuple[bool, str]:
-        """Fetch a token (never sends a message); report success or the reason, with no secret in it."""
-        try:
-            s = self.settings
-            if s.auth_token:
-                exp = jwt_expiry(s.auth_token)
-                if exp is not None and exp < time.time():
-                    return False, "the pre-issued auth_token has expired"
-                return True, "a pre-issued auth_token is configured (not checked against MessageCentral)"
-            token = self.get_token(force_refresh=True)
-        except Exception as err:
-            return False, f"{type(err).__name__}: {err}"
-        exp = jwt_expiry(token)
-        until = time.strftime(" (valid until %Y-%m-%d)", time.gmtime(exp)) if exp else ""
-        return True, f"MessageCentral issued a token for customer {s.customer_id} at {s.base_url}{until}"

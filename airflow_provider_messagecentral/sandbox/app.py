@@ -9,7 +9,10 @@ Admin endpoints (no auth; the sandbox is a loopback tool):
 - ``GET|POST /__sandbox/faults``: ``expire_tokens``, ``token_ttl``, ``rate_limit``, ``errors``, ``latency``,
   ``balance``, ``fail_on_send``, ``hang`` (a ``null`` value clears one).
 - ``GET|POST /__sandbox/config``: ``callback_url``, ``callback_delay``, ``status_mix``, ``duplicates``,
-  ``out_of_order``, ``seed``.
+  ``out_of_order``, ``seed``, ``field_types``.
+
+Besides token and send it plays ``POST /reports/getDetailedReports`` (see ``sandbox/pulled.py``), an endpoint
+MessageCentral's own app uses but its API docs do not list.
 - ``POST /__sandbox/callbacks/flush?timeout=30&expedite=false``.
 """
 
@@ -23,7 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
+from airflow_provider_messagecentral.sandbox import pulled
 from airflow_provider_messagecentral.sandbox.config import SandboxConfig
+from airflow_provider_messagecentral.sandbox.pulled import ReportsQuery
 from airflow_provider_messagecentral.sandbox.state import BUSINESS_ERRORS, SandboxState
 from airflow_provider_messagecentral.sandbox.validation import (
     Recipient,
@@ -159,16 +164,30 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
         if hang > 0:
             await asyncio.sleep(hang)
         mobile = params["mobileNumber"] if kind == "single" else recipients[0].national
+        types = state.config.field_types
         data = {
-            "verificationId": entry["verification_id"],
+            "verificationId": int(entry["verification_id"]) if types == "ints" else entry["verification_id"],
             "mobileNumber": mobile,
-            "responseCode": "200",
+            "responseCode": 200 if types == "ints" else "200",
             "errorMessage": None,
             "timeout": "30.0",
             "smsCLI": None,
             "transactionId": entry["transaction_id"],
         }
-        return JSONResponse({"responseCode": 200, "message": "SUCCESS", "data": data})
+        return JSONResponse({"responseCode": "200" if types == "strings" else 200, "message": "SUCCESS", "data": data})
+
+    @app.post("/reports/getDetailedReports")
+    async def detailed_reports(request: Request) -> Response:
+        params = dict(request.query_params)
+        if (latency := state.latency()) > 0:
+            await asyncio.sleep(latency)
+        try:
+            query = ReportsQuery.parse(params, state.authenticate(request.headers.get("authtoken")))
+        except SendRejected as err:
+            state.record_rejected("reports", err, params)
+            return _error(err)
+        strings = state.config.field_types == "strings"
+        return JSONResponse(pulled.detailed_reports(state.outcomes(), query, strings=strings))
 
     _add_admin_routes(app, state)
     return app

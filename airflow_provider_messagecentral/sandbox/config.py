@@ -10,6 +10,15 @@ from urllib.parse import urlsplit
 STATUS_ERROR_CODES: dict[str, int] = {"DELIVRD": 0, "UNKNOWN": 0, "UNDELIV": 1, "EXPIRED": 2, "REJECTD": 3}
 FIVE_YEARS = 1825 * 24 * 3600
 DEFAULT_STATUS_MIX: dict[str, float] = {"DELIVRD": 1.0}
+#: How answers type their codes and ids: as MessageCentral documents them, all as strings, or all as ints.
+FIELD_TYPES = ("documented", "strings", "ints")
+
+
+def check_field_types(value: object) -> str:
+    """Return ``value`` if it is one of :data:`FIELD_TYPES`, else raise ``ValueError``."""
+    if value not in FIELD_TYPES:
+        raise ValueError(f"field_types must be one of {', '.join(FIELD_TYPES)}, got {value!r}")
+    return str(value)
 
 
 def parse_status_mix(value: str | dict[str, float] | None) -> dict[str, float]:
@@ -81,6 +90,8 @@ class SandboxConfig:
     :param callback_workers: threads POSTing reports.
     :param callback_retries: extra attempts of a failed report POST before it counts as failed.
     :param callback_timeout: seconds a report POST may take.
+    :param field_types: ``documented`` (``responseCode`` an int at the top, a string under ``data``; ids as
+        strings), ``strings`` (every code, count and id a string) or ``ints`` (every one an int).
 
     Example::
 
@@ -102,11 +113,13 @@ class SandboxConfig:
     callback_workers: int = 4
     callback_retries: int = 3
     callback_timeout: float = 5.0
+    field_types: str = "documented"
 
     def __post_init__(self) -> None:
         parse_status_mix(self.status_mix)
         check_fraction("duplicates", self.duplicates)
         check_fraction("out_of_order", self.out_of_order)
+        check_field_types(self.field_types)
         if self.callback_delay < 0:
             raise ValueError(f"callback_delay must be >= 0, got {self.callback_delay}")
         if self.token_ttl < 0:
@@ -130,4 +143,5 @@ class SandboxConfig:
             "duplicates": self.duplicates,
             "out_of_order": self.out_of_order,
             "seed": self.seed,
+            "field_types": self.field_types,
         }

@@ -18,11 +18,12 @@ from typing import Any
 from airflow_provider_messagecentral.sandbox.auth import TokenError, issue_token, verify_token
 from airflow_provider_messagecentral.sandbox.callbacks import CallbackDispatcher
 from airflow_provider_messagecentral.sandbox.config import (
-    STATUS_ERROR_CODES,
     SandboxConfig,
+    check_field_types,
     check_fraction,
     parse_status_mix,
 )
+from airflow_provider_messagecentral.sandbox.delivery import Outcome, decide
 from airflow_provider_messagecentral.sandbox.validation import Recipient, SendRejected
 
 #: Business errors ``fail_on_send`` can inject: code -> (top-level message, errorMessage).
@@ -32,12 +33,8 @@ BUSINESS_ERRORS: dict[int, tuple[str, str]] = {
     705: ("ROUTE_BLOCKED", "Route blocked"),
 }
 FAULT_KEYS = ("expire_tokens", "token_ttl", "rate_limit", "errors", "latency", "balance", "fail_on_send", "hang")
-CONFIG_KEYS = ("callback_url", "callback_delay", "status_mix", "duplicates", "out_of_order", "seed")
+CONFIG_KEYS = ("callback_url", "callback_delay", "status_mix", "duplicates", "out_of_order", "seed", "field_types")
 _TOKEN_PARAMS = ("customerId", "key", "scope", "country", "email")
-
-
-def _utc_text(unix: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
 
 
 def _iso(unix: float) -> str:
@@ -78,6 +75,7 @@ class SandboxState:
     # -- bookkeeping -------------------------------------------------------------------------------
     def _clear(self) -> None:
         self._requests: list[dict[str, Any]] = []
+        self._outcomes: list[Outcome] = []
         self._rejected: list[dict[str, Any]] = []
         self._stats = {"token_requests": 0, "send_requests": 0, "accepted_sends": 0, "messages": 0}
         self._faults: dict[str, Any] = {
@@ -112,6 +110,11 @@ class SandboxState:
         """Accepted sends, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    def outcomes(self) -> list[Outcome]:
+        """The fate of every accepted message, oldest first (what the detailed reports list once due)."""
+        with self._lock:
+            return list(self._outcomes)
 
     def messages(self) -> list[dict[str, Any]]:
         """One entry per recipient of every accepted send, oldest first."""
@@ -336,38 +339,35 @@ class SandboxState:
             self._requests.append(entry)
             self._stats["accepted_sends"] += 1
             self._stats["messages"] += len(recipients)
-            url, delay = self.config.callback_url, self.config.callback_delay
-            jobs = self._report_jobs(entry["recipients"], now, delay) if url else []
+            url, config = self.config.callback_url, self.config
+            statuses, jobs = decide(
+                self._rng,
+                self._status_mix,
+                entry["recipients"],
+                now,
+                config.callback_delay,
+                callbacks=bool(url),
+                duplicates=config.duplicates,
+                out_of_order=config.out_of_order,
+            )
+            delay = config.callback_delay
+            self._outcomes.extend(
+                Outcome(
+                    r.country_code,
+                    r.national,
+                    r.text,
+                    params.get("senderId"),
+                    params.get("templateId"),
+                    params.get("type", "SMS"),
+                    status,
+                    now,
+                    now + delay,
+                )
+                for r, status in zip(recipients, statuses, strict=True)
+            )
         if url and jobs:
             self.dispatcher.schedule(url, jobs, delay)
         return entry
-
-    def _report_jobs(self, recipients: list[dict[str, Any]], now: float, delay: float) -> list[list[dict[str, Any]]]:
-        # Called with the lock held: the random choices stay reproducible under a seed.
-        statuses, weights = list(self._status_mix), list(self._status_mix.values())
-        duplicates, out_of_order = self.config.duplicates, self.config.out_of_order
-        submit, done = _utc_text(now), _utc_text(now + delay)
-        jobs = []
-        for recipient in recipients:
-            status = self._rng.choices(statuses, weights)[0] if len(statuses) > 1 else statuses[0]
-            report = {
-                "apiKey": None,
-                "clientId": None,
-                "messageId": recipient["message_id"],
-                "status": status,
-                "errorCode": STATUS_ERROR_CODES[status],
-                "countryCode": None,
-                "mobile": recipient["mobile"],
-                "submitDate": submit,
-                "doneDate": done,
-            }
-            job = [report]
-            if duplicates and self._rng.random() < duplicates:
-                job.append(dict(report))
-            if out_of_order and self._rng.random() < out_of_order:
-                job.append({**report, "status": "UNKNOWN", "errorCode": 0, "doneDate": submit})
-            jobs.append(job)
-        return jobs
 
     # -- runtime configuration -----------------------------------------------------------------------
     def configure(self, changes: Mapping[str, Any]) -> dict[str, object]:
@@ -381,6 +381,8 @@ class SandboxState:
         for key in ("duplicates", "out_of_order"):
             if key in values:
                 values[key] = check_fraction(key, values[key])
+        if "field_types" in values:
+            check_field_types(values["field_types"])
         if values.get("callback_url") is not None and not str(values["callback_url"]).startswith(
             ("http://", "https://")
         ):
