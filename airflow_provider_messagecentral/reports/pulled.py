@@ -29,7 +29,7 @@ REPORT_SOURCES = ("callbacks", "api", "both")
 DEFAULT_PULL_INTERVAL = 60.0
 #: Rows asked for per page of ``reports/getDetailedReports``.
 DEFAULT_PULL_PAGE_SIZE = 500
-MAX_PULL_PAGE_SIZE = 5000
+MAX_PULL_PAGE_SIZE = 1000
 #: The pulled range starts this long before the campaign's oldest open send (clocks differ).
 PULL_MARGIN = timedelta(minutes=10)
 #: A pull reads at most max(this, 4 x recipients / page size) pages ...
@@ -147,8 +147,9 @@ class ReportPuller:
     def pull(self) -> PullOutcome | None:
         """
         Pull the campaign's window once and store what comes back, one transaction per page; ``None`` when the
-        campaign has sent nothing yet (nothing to ask for). Errors (HTTP, store) reach the caller, which logs
-        them and pulls again at the next interval.
+        campaign has sent nothing yet (nothing to ask for). MessageCentral answers whole days: rows created
+        outside the window (they cannot match the campaign's open recipients) are counted, not stored. Errors
+        (HTTP, store) reach the caller, which logs them and pulls again at the next interval.
         """
         began = time.monotonic()
         self.last_pull = began
@@ -164,8 +165,10 @@ class ReportPuller:
         rows = iter(self.fetch(start, end, self.page_size, max_pages))
         try:
             for row in rows:
-                batch.append(row)
                 received += 1
+                if row.created_at is not None and not start <= row.created_at <= end:
+                    continue
+                batch.append(row)
                 if len(batch) >= self.page_size:
                     result = _summed(result, store.store_pulled(batch))
                     batch = []

@@ -121,7 +121,7 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         rate limiter and retries, and are bounded; a pull that fails is logged and tried again next interval.
     :param pull_interval: seconds between two pulls (default 60; at most one per poke or trigger poll), or a
         ``timedelta``.
-    :param pull_page_size: rows per page of ``reports/getDetailedReports`` (default 500, at most 5000).
+    :param pull_page_size: rows per page of ``reports/getDetailedReports`` (default 500, at most 1000).
     """
 
     template_fields: Sequence[str] = ("campaign",)

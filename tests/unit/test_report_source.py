@@ -28,9 +28,12 @@ class Account:
         self.rows = rows
         self.asked: list[tuple[datetime, datetime, int, int]] = []
         self.pages_read = 0
+        self.wider = False  # MessageCentral answers whole days: rows around the window come back too
 
     def fetch(self, start: datetime, end: datetime, page_size: int, max_pages: int) -> Iterator[PulledReport]:
         self.asked.append((start, end, page_size, max_pages))
+        if self.wider:
+            start, end = start - timedelta(days=1), end + timedelta(days=1)
         listed = [r for r in self.rows if r.created_at is not None and start <= r.created_at <= end]
         for page in range(max_pages):
             chunk = listed[page * page_size : (page + 1) * page_size]
@@ -70,8 +73,8 @@ def test_report_source_names_the_choices(value: object) -> None:
     [
         (0, 500, "pull_interval must be a number of seconds > 0"),
         ("60", 500, "pull_interval must be"),
-        (60, 0, "pull_page_size must be a whole number from 1 to 5000"),
-        (60, 5001, "pull_page_size must be"),
+        (60, 0, "pull_page_size must be a whole number from 1 to 1000"),
+        (60, 1001, "pull_page_size must be"),
         (60, 2.5, "pull_page_size must be"),
     ],
 )
@@ -88,18 +91,19 @@ def test_a_pull_asks_for_the_campaign_window_and_stores_the_reports(store: Repor
     now = utcnow().replace(microsecond=0)
     sent = now - timedelta(minutes=3)
     key = sent_campaign(store, sent)
-    unrelated = PulledReport(mobile=NUMBERS[0], status="UNDELIV", created_at=sent - timedelta(days=2))
-    account = Account([*rows(sent), unrelated])
+    earlier = PulledReport(mobile=NUMBERS[0], status="UNDELIV", created_at=sent - timedelta(hours=2))
+    account = Account([*rows(sent), earlier])
+    account.wider = True
     puller = ReportPuller(store.url, key, account.fetch, page_size=4)
     outcome = puller.pull()
     assert outcome is not None and outcome.complete
     ((start, end, page_size, max_pages),) = account.asked
     assert start == sent - PULL_MARGIN and end >= now and page_size == 4 and max_pages >= 2
-    assert (outcome.received, outcome.result.stored, outcome.result.matched) == (6, 6, 6)
+    assert (outcome.received, outcome.result.stored, outcome.result.matched) == (7, 6, 6)  # the earlier row: not stored
     assert account.pages_read == 2
     summary = store.campaign_summary(key)
-    assert summary is not None and summary["delivered"] == 6
-    assert "pulled 6 delivery report(s)" in outcome.describe(key)
+    assert summary is not None and summary["delivered"] == 6 and store.stats()["reports"] == 6
+    assert "pulled 7 delivery report(s)" in outcome.describe(key)
 
 
 def test_pulls_are_spaced_by_the_interval(store: ReportStore) -> None:
