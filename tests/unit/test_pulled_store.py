@@ -194,3 +194,25 @@ def test_overlapping_campaigns_both_count_a_pulled_report(store: ReportStore) ->
     store.store_pulled([pulled(NUMBERS[0], "DELIVRD", created=1)])
     assert statuses(store, first)[NUMBERS[0]] == statuses(store, second)[NUMBERS[0]] == "DELIVRD"
     assert len(report_rows(store, NUMBERS[0])) == 1
+
+
+def test_both_sources_of_one_message_end_as_one_row_under_the_callbacks_id(store: ReportStore) -> None:
+    """Pulled first; the callback's doneDate is a little earlier (clocks, rounding), so the recipient keeps the
+    pulled report; the next poll moves it onto the callback's report: one row per message."""
+    key = campaign(store)
+    rows = [pulled(n, "DELIVRD", created=0, done=2) for n in NUMBERS]
+    store.store_pulled(rows)
+    store.ingest(
+        [
+            report(f"m-{i}", "DELIVRD", mobile=n, submitDate=report_time(0), doneDate=report_time(1.9))
+            for i, n in enumerate(NUMBERS)
+        ],
+        [],
+    )
+    assert store.stats()["reports"] == 6  # for now: the pulled rows and the callbacks
+    result = store.store_pulled(rows)
+    assert (result.stored, result.matched) == (0, 3)
+    assert store.stats()["reports"] == 3
+    items = store.campaign_reports(key)["items"]
+    assert sorted((item["message_id"], item["status"]) for item in items) == [(f"m-{i}", "DELIVRD") for i in range(3)]
+    assert store.store_pulled(rows).matched == 0  # and it stays so
