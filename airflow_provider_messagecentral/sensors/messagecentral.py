@@ -119,8 +119,8 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         pulls for what they miss (one row per message, at its best status). Pulls run where the waiting
         runs (each poke; in the triggerer when deferred), ask only for the campaign's window, share the hook's
         rate limiter and retries, and are bounded; a pull that fails is logged and tried again next interval.
-    :param pull_interval: seconds between two pulls (default 60; at most one per poke or trigger poll), or a
-        ``timedelta``.
+    :param pull_interval: seconds between two pulls (default 60; at most one per poke or trigger poll; with
+        ``mode="reschedule"`` every poke is a new run and pulls once), or a ``timedelta``.
     :param pull_page_size: rows per page of ``reports/getDetailedReports`` (default 500, at most 1000).
     """
 
