@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -216,3 +218,43 @@ def test_both_sources_of_one_message_end_as_one_row_under_the_callbacks_id(store
     items = store.campaign_reports(key)["items"]
     assert sorted((item["message_id"], item["status"]) for item in items) == [(f"m-{i}", "DELIVRD") for i in range(3)]
     assert store.store_pulled(rows).matched == 0  # and it stays so
+
+
+def test_polls_and_callbacks_committed_at_once_end_as_one_final_row_per_message(store: ReportStore) -> None:
+    """A poll and callbacks for the same numbers in concurrent transactions (PostgreSQL: row locks, retries)."""
+    numbers = [f"9198162{i:05d}" for i in range(120)]
+    key = campaign(store, numbers=numbers)
+    rows = [pulled(n, "DELIVRD", created=0, done=2) for n in numbers]
+    callbacks = [
+        [
+            report(f"m-{n}", "UNKNOWN", mobile=n, submitDate=report_time(0)),
+            report(f"m-{n}", "DELIVRD", mobile=n, submitDate=report_time(0), doneDate=report_time(2)),
+        ]
+        for n in numbers
+    ]
+    errors: list[BaseException] = []
+
+    def run(work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException as err:
+            errors.append(err)
+
+    def poll() -> None:
+        for start in range(0, len(rows), 10):
+            store.store_pulled(rows[start : start + 10])
+
+    def post() -> None:
+        for body in callbacks:
+            store.ingest(body, [])
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in (poll, post, poll)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    store.store_pulled(rows)  # the next poll
+    items = store.campaign_reports(key, page_size=1000)["items"]
+    assert {(item["message_id"], item["status"]) for item in items} == {(f"m-{n}", "DELIVRD") for n in numbers}
+    assert store.stats()["reports"] == len(numbers)

@@ -148,12 +148,21 @@ class PulledWrite:
         return held
 
     def _callbacks(self, mobiles: Sequence[str]) -> dict[str, list[tuple[str, datetime]]]:
-        """``mobile -> [(message id, submit date)]`` of the callback reports stored for the numbers."""
+        """
+        ``mobile -> [(message id, submit date)]`` of the callback reports stored for the numbers, locked
+        (PostgreSQL) in message id order before any recipient row: the order ingest locks them in, so a
+        callback committed at the same moment waits instead of deadlocking.
+        """
         r = t.reports.c
         found: dict[str, list[tuple[str, datetime]]] = {}
         for chunk in chunks(mobiles):
-            query = select(r.mobile, r.message_id, r.submit_date).where(
-                r.mobile.in_(list(chunk)), r.submit_date.is_not(None), r.message_id.not_like(f"{PULLED_PREFIX}%")
+            query = (
+                select(r.mobile, r.message_id, r.submit_date)
+                .where(
+                    r.mobile.in_(list(chunk)), r.submit_date.is_not(None), r.message_id.not_like(f"{PULLED_PREFIX}%")
+                )
+                .order_by(r.message_id)
+                .with_for_update()
             )
             for mobile, mid, submitted in self.conn.execute(query):
                 found.setdefault(mobile, []).append((mid, submitted))
