@@ -17,6 +17,7 @@ Per pulled row, in (mobile, createdAt) order:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,36 @@ RECIPIENT_COLUMNS = (
     "submit_date",
     "done_date",
 )
+
+
+@functools.lru_cache(maxsize=4)
+def keyed_upsert(dialect: str) -> Any:
+    """Insert a pulled report under its key, or replace the stored one when :func:`.precedence.report_replaces`."""
+    statement = dialect_insert(dialect, t.reports)
+    replaced = ("status", "is_final", "error_code", "submit_date", "done_date", "received_at", "extra")
+    return statement.on_conflict_do_update(
+        index_elements=["message_id"],
+        set_={name: getattr(statement.excluded, name) for name in replaced},
+        where=precedence.report_replaces(statement.excluded, dialect),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def callback_update() -> Any:
+    """Give a callback's report (``:c_mid``) a pulled state (judged by precedence before)."""
+    r = t.reports.c
+    return (
+        update(t.reports)
+        .where(r.message_id == bindparam("c_mid"))
+        .values(
+            status=bindparam("c_status"),
+            is_final=bindparam("c_final"),
+            error_code=bindparam("c_error"),
+            done_date=bindparam("c_done"),
+            submit_date=func.coalesce(r.submit_date, bindparam("c_submit")),
+            received_at=bindparam("c_now"),
+        )
+    )
 
 
 def pulled_error_code(report: PulledReport) -> int | None:
@@ -108,6 +139,11 @@ class PulledWrite:
         self.stored = self.duplicates = self.ignored_stale = self.matched = 0
         self.held: dict[str, Standing] = {}
         self.callbacks: dict[str, list[tuple[str, datetime]]] = {}
+        self.callback_standing: dict[str, Standing] = {}
+        # Written once per transaction, after every row is judged: statements, not rows, cost the most.
+        self.upserts: dict[str, dict[str, Any]] = {}
+        self.callback_updates: dict[str, dict[str, Any]] = {}
+        self.folded: list[str] = []
 
     def run(self, best: dict[str, PulledReport]) -> PulledWrite:
         self.held = self._held(sorted(best))  # pulled rows stored already, locked (PostgreSQL) in key order
@@ -119,6 +155,7 @@ class PulledWrite:
             by_mobile.setdefault(recipient.mobile, []).append(recipient)
         for key, report in sorted(best.items(), key=lambda item: (item[1].mobile, item[1].created_at, item[0])):
             self._place(key, report, by_mobile.get(report.mobile, []))
+        self._write_reports()
         changed = [r for r in recipients if r.changed]
         if changed:
             rc = t.recipients.c
@@ -130,6 +167,15 @@ class PulledWrite:
             )
         self.matched = len(changed)
         return self
+
+    def _write_reports(self) -> None:
+        """The report rows the judgement changed: keyed upserts, callbacks' new states, folded keyed rows."""
+        if self.upserts:
+            self.conn.execute(keyed_upsert(self.dialect), [self.upserts[key] for key in sorted(self.upserts)])
+        if self.callback_updates:
+            self.conn.execute(callback_update(), [self.callback_updates[mid] for mid in sorted(self.callback_updates)])
+        for chunk in chunks(sorted(self.folded)):
+            self.conn.execute(delete(t.reports).where(t.reports.c.message_id.in_(list(chunk))))
 
     # -- reads ------------------------------------------------------------------------------------------------
 
@@ -157,15 +203,16 @@ class PulledWrite:
         found: dict[str, list[tuple[str, datetime]]] = {}
         for chunk in chunks(mobiles):
             query = (
-                select(r.mobile, r.message_id, r.submit_date)
+                select(r.mobile, r.message_id, r.submit_date, r.status, r.is_final, r.done_date)
                 .where(
                     r.mobile.in_(list(chunk)), r.submit_date.is_not(None), r.message_id.not_like(f"{PULLED_PREFIX}%")
                 )
                 .order_by(r.message_id)
                 .with_for_update()
             )
-            for mobile, mid, submitted in self.conn.execute(query):
+            for mobile, mid, submitted, status, final, done in self.conn.execute(query):
                 found.setdefault(mobile, []).append((mid, submitted))
+                self.callback_standing[mid] = Standing(status, bool(final), done, submitted)
         return found
 
     def _recipients(self, mobiles: Sequence[str]) -> list[Recipient]:
@@ -213,7 +260,7 @@ class PulledWrite:
         else:
             judged = self._onto_callback(message, report, new)
             if key in self.held:  # stored under its key by an earlier poll: fold it into the callback's report
-                self.conn.execute(delete(t.reports).where(t.reports.c.message_id == key))
+                self.folded.append(key)
                 del self.held[key]
         if judged == "store":
             self.stored += 1
@@ -229,39 +276,35 @@ class PulledWrite:
         held = self.held.get(key)
         judged = "store" if held is None else precedence.verdict(held, new)
         if judged == "store":
-            statement = dialect_insert(self.dialect, t.reports)
-            replaced = ("status", "is_final", "error_code", "submit_date", "done_date", "received_at", "extra")
-            statement = statement.on_conflict_do_update(
-                index_elements=["message_id"],
-                set_={name: getattr(statement.excluded, name) for name in replaced},
-                where=precedence.report_replaces(statement.excluded, self.dialect),
-            )
-            self.conn.execute(statement, self._report_row(key, report))
+            self.upserts[key] = self._report_row(key, report)
             self.held[key] = new
         return judged
 
     def _onto_callback(self, message_id: str, report: PulledReport, new: Standing) -> str:
         """Step 2 for a callback's message: its report takes the pulled state when it outranks it."""
-        r = t.reports.c
-        row = self.conn.execute(
-            select(r.status, r.is_final, r.done_date, r.submit_date).where(r.message_id == message_id).with_for_update()
-        ).first()
-        if row is None:  # a recipient names a report that is not stored: nothing to give the state to
-            return "duplicate"
-        judged = precedence.verdict(Standing(row[0], bool(row[1]), row[2], row[3]), new)
-        if judged == "store":
-            self.conn.execute(
-                update(t.reports)
+        old = self.callback_standing.get(message_id)
+        if old is None:  # held by a recipient but not read by number (a callback without a mobile)
+            r = t.reports.c
+            row = self.conn.execute(
+                select(r.status, r.is_final, r.done_date, r.submit_date)
                 .where(r.message_id == message_id)
-                .values(
-                    status=new.status,
-                    is_final=int(new.is_final),
-                    error_code=pulled_error_code(report),
-                    done_date=new.done_date,
-                    submit_date=func.coalesce(r.submit_date, new.submit_date),
-                    received_at=self.now,
-                )
-            )
+                .with_for_update()
+            ).first()
+            if row is None:  # a recipient names a report that is not stored: nothing to give the state to
+                return "duplicate"
+            old = Standing(row[0], bool(row[1]), row[2], row[3])
+        judged = precedence.verdict(old, new)
+        if judged == "store":
+            self.callback_standing[message_id] = new
+            self.callback_updates[message_id] = {
+                "c_mid": message_id,
+                "c_status": new.status,
+                "c_final": int(new.is_final),
+                "c_error": pulled_error_code(report),
+                "c_done": new.done_date,
+                "c_submit": new.submit_date,
+                "c_now": self.now,
+            }
         return judged
 
     def _take(self, recipient: Recipient, key: str, message: str, report: PulledReport, new: Standing) -> None:
