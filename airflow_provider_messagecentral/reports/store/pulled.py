@@ -60,8 +60,11 @@ def pulled_key(report: PulledReport) -> str:
     The message id a pulled report is stored under while no callback names its message: stable across polls.
 
     ``pulled:<mobile>:<createdAt, to the second>:<12 hex of a digest of sender id, template id and text>``.
+
+    :raises ValueError: the row has no ``createdAt`` (:meth:`PulledRoom.store_pulled` skips those).
     """
-    assert report.created_at is not None
+    if report.created_at is None:
+        raise ValueError(f"a pulled report for {report.mobile} has no createdAt: it cannot be keyed")
     digest = hashlib.sha256(
         json.dumps([report.sender_id, report.template_id, report.message_body]).encode("utf-8")
     ).hexdigest()[:12]
@@ -81,7 +84,7 @@ class PulledResult:
 
     Example::
 
-        result = store.store_pulled(hook.get_detailed_reports(start, end))
+        result = store.store_pulled(list(hook.get_detailed_reports(start, end)))
         print(result.stored, result.matched)
     """
 
@@ -177,6 +180,15 @@ class PulledRoom(StoreEngine):
             except DBAPIError as err:
                 if attempt == PULL_ATTEMPTS or not _retryable(err):
                     raise
+                log.warning(
+                    "Report store %s: storing %d pulled reports aborted (SQLSTATE %s), running it again "
+                    "(attempt %d of %d)",
+                    self.masked_url,
+                    len(best),
+                    getattr(err.orig, "sqlstate", None),
+                    attempt + 1,
+                    PULL_ATTEMPTS,
+                )
                 time.sleep(random.uniform(0.005, 0.02) * attempt)
                 continue
             return PulledResult(
