@@ -21,6 +21,9 @@ class MessageCentralError(AirflowException):
             log.error("not sent: %s (code %s)", err.error_message, err.code)
     """
 
+    #: MessageCentral's name of a known code (``"MAXIMUM_LIMIT_REACHED"``), set on the named errors below.
+    name: str | None = None
+
     def __init__(self, message: str, *, code: int | str | None = None, http_status: int | None = None):
         self.code = code
         self.http_status = http_status
@@ -50,6 +53,40 @@ class MessageCentralRetryableError(MessageCentralError):
 
 class MessageCentralUncertainError(MessageCentralRetryableError):
     """The request may have reached MessageCentral but no answer came back (timeout or reset mid-request)."""
+
+
+class MessageCentralLimitError(MessageCentralRetryableError):
+    """
+    MessageCentral refused a request for a limit of the account or number (``800 MAXIMUM_LIMIT_REACHED``):
+    nothing was sent, and the hook retries it with backoff within its bounds like a 429.
+    """
+
+
+class MessageCentralServerError(MessageCentralRetryableError):
+    """MessageCentral answered ``responseCode`` 500 (``SERVER_ERROR``) in its body: not accepted, retried."""
+
+
+class MessageCentralInsufficientCreditError(MessageCentralError):
+    """
+    The account's credit does not cover the send (MessageCentral refused it, or ``check_balance`` found the
+    estimated cost above the balance before anything was sent). Final: a person must top up.
+    """
+
+
+class MessageCentralRequestError(MessageCentralError):
+    """MessageCentral refused what the request says (a parameter, the country code, a number). Final."""
+
+
+class MessageCentralAccountError(MessageCentralError):
+    """MessageCentral does not know the account (``501 INVALID_CUSTOMER_ID``): check the connection. Final."""
+
+
+class MessageCentralDuplicateError(MessageCentralError):
+    """MessageCentral says the request or resource already exists (``409``, ``506``). Final."""
+
+
+class MessageCentralVerificationError(MessageCentralError):
+    """A code of MessageCentral's OTP verification flow (``505``, ``700``-``705``). Final."""
 
 
 class MessageCentralValidationError(MessageCentralError, ValueError):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from airflow_provider_messagecentral.audience.phone import parse_number
+from airflow_provider_messagecentral.client.error_codes import is_success, refusal
 from airflow_provider_messagecentral.exceptions import MessageCentralError
 
 
@@ -80,9 +81,9 @@ def parse_pulled_page(body: object) -> PulledPage:
     if not isinstance(body, dict):
         raise MessageCentralError(f"detailed reports: expected a JSON object, got {type(body).__name__}")
     code = body.get("responseCode")
-    if code is not None and str(code).strip() != "200":
+    if code is not None and not is_success(code):
         reason = body.get("message") or "no reason given"
-        raise MessageCentralError(f"detailed reports: MessageCentral refused the query: {reason}", code=code)
+        raise refusal(code, f"detailed reports: MessageCentral refused the query: {reason}")
     data = body.get("data")
     total: int | None = None
     rows: object = data

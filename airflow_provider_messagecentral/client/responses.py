@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from airflow_provider_messagecentral.client.error_codes import is_success, refusal
 from airflow_provider_messagecentral.client.retries import RETRYABLE_STATUS, parse_retry_after
 from airflow_provider_messagecentral.exceptions import (
     MessageCentralAuthError,
@@ -40,7 +41,10 @@ def _reason(body: dict[str, Any], resp: requests.Response) -> str:
 
 
 def raise_for_http(resp: requests.Response, what: str) -> dict[str, Any]:
-    """Raise the right error for a non-2xx answer; return the JSON body of a 2xx one."""
+    """
+    Raise the right error for a non-2xx answer (a known ``responseCode`` in its body gives the named error);
+    return the JSON body of a 2xx one.
+    """
     body = json_body(resp)
     status = resp.status_code
     if status in RETRYABLE_STATUS:
@@ -52,9 +56,9 @@ def raise_for_http(resp: requests.Response, what: str) -> dict[str, Any]:
             retry_after=retry_after,
         )
     if status >= 400:
-        raise MessageCentralError(
+        raise refusal(
+            body.get("responseCode", status),
             f"{what}: MessageCentral answered HTTP {status}: {_reason(body, resp)}",
-            code=body.get("responseCode", status),
             http_status=status,
         )
     if not body:
@@ -65,19 +69,24 @@ def raise_for_http(resp: requests.Response, what: str) -> dict[str, Any]:
 
 
 def send_result(resp: requests.Response, what: str) -> dict[str, Any]:
-    """The ``data`` of a successful send; a business failure (non-200 responseCode, errorMessage) raises."""
+    """
+    The ``data`` of a successful send, its ids as text; a business failure (a ``responseCode`` other than 200,
+    int or string, at the top or under ``data``, or an ``errorMessage``) raises the code's named error.
+    """
     body = raise_for_http(resp, what)
     data = data_of(body)
     top_code = body.get("responseCode")
     data_code = data.get("responseCode")
     error = data.get("errorMessage")
-    if str(top_code) != "200" or error or (data_code is not None and str(data_code) != "200"):
-        code = top_code if str(top_code) != "200" else data_code
+    if not is_success(top_code) or error or (data_code is not None and not is_success(data_code)):
+        code = top_code if not is_success(top_code) else data_code
         detail = " - ".join(str(p) for p in (body.get("message"), error) if p) or "no reason given"
-        raise MessageCentralError(
-            f"{what}: MessageCentral refused it: {detail}", code=code, http_status=resp.status_code
-        )
-    return dict(data)
+        raise refusal(code, f"{what}: MessageCentral refused it: {detail}", http_status=resp.status_code)
+    result = dict(data)
+    for name in ("verificationId", "transactionId"):
+        if result.get(name) is not None:
+            result[name] = str(result[name])
+    return result
 
 
 def token_result(resp: requests.Response, conn_id: str) -> str:

@@ -35,6 +35,18 @@ def _number(extra: dict[str, Any], name: str, default: float | None, cast: type)
     return number
 
 
+def _flag(extra: dict[str, Any], name: str) -> bool:
+    value = _extra_value(extra, name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"connection extra {name!r} must be true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class MessageCentralSettings:
     """
@@ -71,6 +83,8 @@ class MessageCentralSettings:
     send_window_set: bool = False
     price_per_segment: float | None = None
     max_cost: float | None = None
+    #: read the balance before a campaign and refuse one that would overspend (the ``check_balance`` extra).
+    check_balance: bool = False
 
     @property
     def store_url(self) -> str:
@@ -145,4 +159,5 @@ class MessageCentralSettings:
             send_window_set=raw_window is not None,
             price_per_segment=_number(extra, "price_per_segment", None, float),
             max_cost=_number(extra, "max_cost", None, float),
+            check_balance=_flag(extra, "check_balance"),
         )

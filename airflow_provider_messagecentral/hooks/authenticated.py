@@ -196,7 +196,8 @@ class AuthenticatedHook(BaseHook):
         resp = self._request(method, path, what=what, params=params, files=files, headers=headers)
         if resp.status_code in REFUSED:
             raise MessageCentralAuthError(
-                f"{what}: MessageCentral refused a freshly issued token (HTTP {resp.status_code})",
+                f"{what}: MessageCentral refused a freshly issued token (HTTP {resp.status_code}); it accepts "
+                "requests only from whitelisted IP addresses: check that this machine's address is on the list",
                 code=json_body(resp).get("responseCode"),
                 http_status=resp.status_code,
             )

@@ -19,6 +19,7 @@ from typing import Any
 from airflow_provider_messagecentral.audience.phone import PhoneNumber, chunked, normalize_numbers, parse_number
 from airflow_provider_messagecentral.campaign.progress import ChunkProgress
 from airflow_provider_messagecentral.client import transport
+from airflow_provider_messagecentral.client.balance import Balance, parse_balance
 from airflow_provider_messagecentral.client.pulled import PulledPage, PulledReport, parse_pulled_page
 from airflow_provider_messagecentral.client.report_query import DEFAULT_PAGE_SIZE, ReportQuery
 from airflow_provider_messagecentral.client.request import SendRequest, build_send_request, workbook_upload
@@ -214,6 +215,28 @@ class MessageCentralHook(AuthenticatedHook):
             )
 
         return query.reports(fetch)
+
+    def get_balance(self) -> Balance | None:
+        """
+        The account's credit (``GET wallet/credits/balance``: used by MessageCentral's own app, not in its API
+        docs); ``None``, with one logged warning, when the account answers 404/405 (no such endpoint).
+        """
+        what = "balance request"
+        balance = self._call(
+            "GET",
+            transport.BALANCE_PATH,
+            what=what,
+            params={"customerId": self.settings.customer_id},
+            retry_uncertain=True,
+            read=lambda resp: parse_balance(resp, what),
+        )
+        if balance is None:
+            log.warning(
+                "MessageCentral has no balance endpoint for this account (HTTP 404/405 on %s): the credit is "
+                "not known, so it is not checked",
+                transport.BALANCE_PATH,
+            )
+        return balance
 
     # -- helpers ----------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from airflow_provider_messagecentral.client.settings import FLOW_TYPES, MESSAGE_
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.links.messagecentral import MessageCentralDeliveryReportLink
+from airflow_provider_messagecentral.operators.credit import credit_check, show_in_preview
 from airflow_provider_messagecentral.operators.outlets import attach_to_outlets
 from airflow_provider_messagecentral.reports.store import get_store
 from airflow_provider_messagecentral.safety import send_window as windows
@@ -32,6 +33,7 @@ from airflow_provider_messagecentral.safety.cost import (
     check_max_segments,
     check_money,
 )
+from airflow_provider_messagecentral.safety.preview import dry_run_reason
 from airflow_provider_messagecentral.safety.suppression import SuppressionList, load_suppression
 
 if TYPE_CHECKING:
@@ -102,6 +104,8 @@ class BaseMessageCentralSendOperator(BaseOperator):
     :param max_segments: the most SMS segments one message may take (``None``: no limit).
     :param price_per_segment: price of one segment, for the estimated cost (default: the connection's).
     :param max_cost: refuse a campaign whose estimated cost is higher (default: the connection's).
+    :param check_balance: read the account's balance before the first request and refuse a campaign whose
+        estimated cost is higher (default: the connection's ``check_balance`` extra); a dry run shows it.
     """
 
     template_fields: Sequence[str] = (
@@ -144,6 +148,7 @@ class BaseMessageCentralSendOperator(BaseOperator):
         max_segments: int | None = DEFAULT_MAX_SEGMENTS,
         price_per_segment: float | None = None,
         max_cost: float | None = None,
+        check_balance: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -164,6 +169,9 @@ class BaseMessageCentralSendOperator(BaseOperator):
         self.max_segments = check_max_segments(max_segments)
         self.price_per_segment = check_money("price_per_segment", price_per_segment)
         self.max_cost = check_money("max_cost", max_cost)
+        if check_balance is not None and not isinstance(check_balance, bool):
+            raise MessageCentralValidationError(f"check_balance must be True, False or None, got {check_balance!r}")
+        self.check_balance = check_balance
         self.message = message
         self.messagecentral_conn_id = messagecentral_conn_id
         self.country_code = country_code
@@ -287,8 +295,22 @@ class BaseMessageCentralSendOperator(BaseOperator):
             price_per_segment=self.price_per_segment,
             max_cost=self.max_cost,
         )
+        check = self.check_balance if self.check_balance is not None else self.hook.settings.check_balance
+        credit = None
+        if check:  # before the first request; a dry run only shows it
+            dry = dry_run_reason(bool(self.dry_run), context) is not None
+            credit = credit_check(
+                self.hook,
+                plan,
+                context,
+                price_per_segment=self.price_per_segment,
+                on_uncertain=self.on_uncertain,
+                dry_run=dry,
+            )
         runner = CampaignRunner(options, self.hook.settings, log=self.log, defer=self.defer)
         summary = runner.run(plan, context, what=what)
+        if check and summary.get("dry_run"):
+            show_in_preview(summary, credit, self.log)
         attach_to_outlets(self, context, summary, stage="dry_run" if summary.get("dry_run") else "sent")
         return summary
 

@@ -1,5 +1,6 @@
 """
-Segments and cost of a campaign: the ``max_segments``, ``price_per_segment`` and ``max_cost`` guards.
+Segments and cost of a campaign: the ``max_segments``, ``price_per_segment``, ``max_cost`` and
+``check_balance`` guards.
 
 Each message is analysed after placeholders are filled (:func:`airflow_provider_messagecentral.safety.segments.analyse`:
 GSM-7 with its extension table, else UCS-2; 160/153 and 70/67 per segment). SMS and SAUTH flows are billed
@@ -11,8 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
+from airflow_provider_messagecentral.client.balance import Balance
+from airflow_provider_messagecentral.exceptions import (
+    MessageCentralInsufficientCreditError,
+    MessageCentralValidationError,
+)
 from airflow_provider_messagecentral.safety.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, analyse
 
 DEFAULT_MAX_SEGMENTS = 6
@@ -140,3 +146,37 @@ def check_budget(segments: int, price_per_segment: float | None, max_cost: float
             f"{max_cost:g}; nothing was sent"
         )
     return cost
+
+
+def price_for_credit_check(price_per_segment: float | None) -> float:
+    """The price ``check_balance`` estimates with; refuse the campaign without one."""
+    if price_per_segment is None:
+        raise MessageCentralValidationError(
+            "check_balance needs price_per_segment (task argument or connection extra) to estimate the cost; "
+            "nothing was sent"
+        )
+    return price_per_segment
+
+
+def check_credit(
+    segments: int, price_per_segment: float, balance: Balance, *, share: float = 1.0, refuse: bool = True
+) -> dict[str, Any]:
+    """
+    Compare the estimated cost still to spend (``segments * price_per_segment * share``; ``share`` is the part
+    of the campaign not sent by an earlier try) with the account's spendable credit.
+
+    :param refuse: raise when it does not cover the cost (a dry run only reports it).
+    :returns: ``{"credits", "spendable", "estimated_cost", "covers"}`` for the preview and the log.
+    :raises MessageCentralInsufficientCreditError: the cost is over the balance (``refuse``), naming both.
+    """
+    cost = round(segments * price_per_segment * share, 4)
+    spendable = balance.spendable
+    result = {"credits": balance.credits, "spendable": spendable, "estimated_cost": cost, "covers": cost <= spendable}
+    if refuse and cost > spendable:
+        part = "" if share >= 1 else f" for the {share:.0%} not sent yet"
+        floor = "" if spendable == balance.credits else f" ({spendable:g} spendable above the account's minimum)"
+        raise MessageCentralInsufficientCreditError(
+            f"estimated cost {cost:g} ({segments} segment(s) x {price_per_segment:g}{part}) is over the account's "
+            f"balance of {balance.credits:g}{floor}; nothing was sent (top up, or send to fewer recipients)"
+        )
+    return result

@@ -106,6 +106,8 @@ def preview_text(result: Mapping[str, Any]) -> str:
         )
     else:
         lines.append("  estimated cost: unknown (set price_per_segment on the task or the connection)")
+    if "balance" in result:
+        lines.append(balance_text(result["balance"]))
     window = result.get("send_window") or {}
     if window.get("window") is None:
         lines.append(f"  send window: none ({window.get('reason')})")
@@ -127,6 +129,20 @@ def preview_text(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def balance_text(balance: Mapping[str, Any] | None) -> str:
+    """The preview's balance line, from :func:`~airflow_provider_messagecentral.safety.cost.check_credit`'s result
+    (``None`` or no ``credits``: the account has no balance endpoint)."""
+    if not balance or balance.get("credits") is None:
+        return "  balance: unknown (MessageCentral has no balance endpoint for this account); not checked"
+    credits, cost = balance["credits"], balance["estimated_cost"]
+    if balance.get("covers"):
+        return f"  balance: {credits:g} credit(s): covers the estimated cost {cost:g}"
+    return (
+        f"  balance: {credits:g} credit(s) ({balance['spendable']:g} spendable): BELOW the estimated cost {cost:g}; "
+        "a real run would be refused before sending anything"
+    )
+
+
 def log_preview(logger: logging.Logger | logging.LoggerAdapter[Any], result: Mapping[str, Any]) -> None:
     logger.info("%s", preview_text(result))
 
@@ -135,6 +151,7 @@ __all__ = [
     "DRY_RUN_PARAM",
     "DRY_RUN_VARIABLE",
     "SAMPLES",
+    "balance_text",
     "dry_run_reason",
     "log_preview",
     "preview",

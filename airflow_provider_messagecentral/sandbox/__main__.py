@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from airflow_provider_messagecentral.sandbox.config import FIVE_YEARS, SandboxConfig, redact_url
+from airflow_provider_messagecentral.sandbox.config import FIELD_TYPES, FIVE_YEARS, SandboxConfig, redact_url
 
 CALLBACK_URL_ENV = "MESSAGECENTRAL_SANDBOX_CALLBACK_URL"
 
@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages whose final report is followed by a stale UNKNOWN",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible random choices")
+    parser.add_argument(
+        "--balance", type=float, default=1e9, metavar="CREDITS", help="the account's credit (sends consume it)"
+    )
+    parser.add_argument(
+        "--credit-per-segment", type=float, default=1.0, metavar="CREDITS", help="cost of one segment (default 1)"
+    )
+    parser.add_argument(
+        "--field-types",
+        choices=FIELD_TYPES,
+        default="documented",
+        help="codes and ids as documented, all strings or all ints",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (slow)")
     return parser
 
@@ -75,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             duplicates=args.duplicates,
             out_of_order=args.out_of_order,
             seed=args.seed,
+            balance=args.balance,
+            credit_per_segment=args.credit_per_segment,
+            field_types=args.field_types,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -7,12 +7,13 @@ Admin endpoints (no auth; the sandbox is a loopback tool):
   ``GET /__sandbox/rejected`` refused requests; ``GET /__sandbox/stats`` counters.
 - ``POST /__sandbox/reset`` (``?restore_config=true`` also restores the startup settings).
 - ``GET|POST /__sandbox/faults``: ``expire_tokens``, ``token_ttl``, ``rate_limit``, ``errors``, ``latency``,
-  ``balance``, ``fail_on_send``, ``hang`` (a ``null`` value clears one).
+  ``balance``, ``balance_endpoint``, ``fail_on_send``, ``hang`` (a ``null`` value clears one).
 - ``GET|POST /__sandbox/config``: ``callback_url``, ``callback_delay``, ``status_mix``, ``duplicates``,
-  ``out_of_order``, ``seed``, ``field_types``.
+  ``out_of_order``, ``seed``, ``field_types``, ``balance``, ``credit_per_segment``.
 
-Besides token and send it plays ``POST /reports/getDetailedReports`` (see ``sandbox/pulled.py``), an endpoint
-MessageCentral's own app uses but its API docs do not list.
+Besides token and send it plays two endpoints MessageCentral's own app uses but its API docs do not list:
+``POST /reports/getDetailedReports`` (see ``sandbox/pulled.py``) and ``GET /wallet/credits/balance`` (the
+account's credit, which sends consume per segment and recipient; see ``sandbox/faults.py``).
 - ``POST /__sandbox/callbacks/flush?timeout=30&expedite=false``.
 """
 
@@ -26,10 +27,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
+from airflow_provider_messagecentral.safety.segments import analyse
 from airflow_provider_messagecentral.sandbox import pulled
 from airflow_provider_messagecentral.sandbox.config import SandboxConfig
+from airflow_provider_messagecentral.sandbox.faults import BUSINESS_ERRORS
 from airflow_provider_messagecentral.sandbox.pulled import ReportsQuery
-from airflow_provider_messagecentral.sandbox.state import BUSINESS_ERRORS, SandboxState
+from airflow_provider_messagecentral.sandbox.state import SandboxState
 from airflow_provider_messagecentral.sandbox.validation import (
     Recipient,
     SendRejected,
@@ -60,18 +63,31 @@ def _error(err: SendRejected) -> JSONResponse:
     return JSONResponse(body, status_code=err.http_status, headers=headers)
 
 
-def _business_error(code: int) -> JSONResponse:
+def _business_error(code: int, field_types: str) -> JSONResponse:
     message, error_message = BUSINESS_ERRORS[code]
     data = {
         "verificationId": None,
         "mobileNumber": None,
-        "responseCode": str(code),
+        "responseCode": code if field_types == "ints" else str(code),
         "errorMessage": error_message,
         "timeout": None,
         "smsCLI": None,
         "transactionId": None,
     }
-    return JSONResponse({"responseCode": code, "message": message, "data": data})
+    top: int | str = str(code) if field_types == "strings" else code
+    return JSONResponse({"responseCode": top, "message": message, "data": data})
+
+
+def _segments(recipients: list[Recipient]) -> int:
+    """SMS segments of every recipient's text (what the balance is charged for)."""
+    per_text: dict[str, int] = {}
+    total = 0
+    for recipient in recipients:
+        segments = per_text.get(recipient.text)
+        if segments is None:
+            segments = per_text[recipient.text] = analyse(recipient.text).segments
+        total += segments
+    return total
 
 
 async def _recipients(
@@ -155,10 +171,10 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
         except SendRejected as err:
             state.record_rejected("send", err, params)
             return _error(err)
-        code = state.take_business_fault(len(recipients))
+        code = state.take_business_fault(_segments(recipients))
         if code is not None:
             state.record_rejected("send", SendRejected(BUSINESS_ERRORS[code][0], 200, code), params)
-            return _business_error(code)
+            return _business_error(code, state.config.field_types)
         hang = state.take_hang()
         entry = state.record_accepted(kind, params, recipients, file_info, hung=hang > 0)
         if hang > 0:
@@ -176,6 +192,23 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
         }
         return JSONResponse({"responseCode": "200" if types == "strings" else 200, "message": "SUCCESS", "data": data})
 
+    @app.get("/wallet/credits/balance")
+    async def balance(request: Request) -> Response:
+        params = dict(request.query_params)
+        try:
+            subject = state.authenticate(request.headers.get("authtoken"))
+            if params.get("customerId") != subject:
+                raise SendRejected("parameter 'customerId' is missing or does not match the account of the authToken")
+        except SendRejected as err:
+            state.record_rejected("balance", err, params)
+            return _error(err)
+        status = state.faults()["balance_endpoint"]
+        if status is not None:
+            return JSONResponse(
+                {"status": status, "error": "Not Found" if status == 404 else "Method Not Allowed"}, status
+            )
+        return JSONResponse(wallet_body(state, subject))
+
     @app.post("/reports/getDetailedReports")
     async def detailed_reports(request: Request) -> Response:
         params = dict(request.query_params)
@@ -191,6 +224,22 @@ def create_app(config: SandboxConfig | None = None, state: SandboxState | None =
 
     _add_admin_routes(app, state)
     return app
+
+
+def wallet_body(state: SandboxState, customer_id: str) -> dict[str, Any]:
+    """The balance answer as MessageCentral's app reads it (``WalletBalanceDto``), in the configured field types."""
+    strings = state.config.field_types == "strings"
+    credits = state.balance()
+    data = {
+        "customerId": customer_id,
+        "credits": str(credits) if strings else credits,
+        "lastRechargedCredit": state.config.balance,
+        "createdDateTime": state.started,
+        "updatedDateTime": state.started,
+        "minimumCreditsAllowed": "0",
+        "userPaid": True,
+    }
+    return {"responseCode": "200" if strings else 200, "message": "SUCCESS", "data": data}
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -90,6 +90,8 @@ class SandboxConfig:
     :param callback_workers: threads POSTing reports.
     :param callback_retries: extra attempts of a failed report POST before it counts as failed.
     :param callback_timeout: seconds a report POST may take.
+    :param balance: the account's credit at start (and after a reset); sends consume it.
+    :param credit_per_segment: credit one SMS segment to one recipient costs.
     :param field_types: ``documented`` (``responseCode`` an int at the top, a string under ``data``; ids as
         strings), ``strings`` (every code, count and id a string) or ``ints`` (every one an int).
 
@@ -114,12 +116,18 @@ class SandboxConfig:
     callback_retries: int = 3
     callback_timeout: float = 5.0
     field_types: str = "documented"
+    balance: float = 1_000_000_000.0
+    credit_per_segment: float = 1.0
 
     def __post_init__(self) -> None:
         parse_status_mix(self.status_mix)
         check_fraction("duplicates", self.duplicates)
         check_fraction("out_of_order", self.out_of_order)
         check_field_types(self.field_types)
+        for name in ("balance", "credit_per_segment"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
         if self.callback_delay < 0:
             raise ValueError(f"callback_delay must be >= 0, got {self.callback_delay}")
         if self.token_ttl < 0:
@@ -144,4 +152,6 @@ class SandboxConfig:
             "out_of_order": self.out_of_order,
             "seed": self.seed,
             "field_types": self.field_types,
+            "balance": self.balance,
+            "credit_per_segment": self.credit_per_segment,
         }

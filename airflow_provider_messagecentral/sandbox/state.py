@@ -24,33 +24,25 @@ from airflow_provider_messagecentral.sandbox.config import (
     parse_status_mix,
 )
 from airflow_provider_messagecentral.sandbox.delivery import Outcome, decide
+from airflow_provider_messagecentral.sandbox.faults import FAULT_KEYS, credits, parse_fault, seconds
 from airflow_provider_messagecentral.sandbox.validation import Recipient, SendRejected
 
-#: Business errors ``fail_on_send`` can inject: code -> (top-level message, errorMessage).
-BUSINESS_ERRORS: dict[int, tuple[str, str]] = {
-    402: ("INSUFFICIENT_BALANCE", "Insufficient balance"),
-    601: ("INVALID_MOBILE_NUMBER", "Invalid mobile number"),
-    705: ("ROUTE_BLOCKED", "Route blocked"),
-}
-FAULT_KEYS = ("expire_tokens", "token_ttl", "rate_limit", "errors", "latency", "balance", "fail_on_send", "hang")
-CONFIG_KEYS = ("callback_url", "callback_delay", "status_mix", "duplicates", "out_of_order", "seed", "field_types")
+CONFIG_KEYS = (
+    "callback_url",
+    "callback_delay",
+    "status_mix",
+    "duplicates",
+    "out_of_order",
+    "seed",
+    "field_types",
+    "balance",
+    "credit_per_segment",
+)
 _TOKEN_PARAMS = ("customerId", "key", "scope", "country", "email")
 
 
 def _iso(unix: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix)) + f".{int(unix % 1 * 1e6):06d}Z"
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 class SandboxState:
@@ -70,6 +62,8 @@ class SandboxState:
             self.config.callback_workers, self.config.callback_retries, self.config.callback_timeout
         )
         self._status_mix = parse_status_mix(self.config.status_mix)
+        #: when the account was "created" (the balance answer's dates).
+        self.started = _iso(time.time())
         self._clear()
 
     # -- bookkeeping -------------------------------------------------------------------------------
@@ -83,7 +77,8 @@ class SandboxState:
             "token_ttl": self.initial_config.token_ttl,
             "rate_limit": None,
             "errors": None,
-            "balance": None,
+            "balance": self.config.balance,
+            "balance_endpoint": None,
             "fail_on_send": None,
             "hang": None,
             "tokens_revoked": 0,
@@ -196,15 +191,9 @@ class SandboxState:
         parsed: dict[str, Any] = {}
         for key, value in changes.items():
             if value is None and key != "expire_tokens":
-                parsed[key] = None if key not in ("latency", "token_ttl") else self._default_fault(key)
-            elif key == "expire_tokens":
-                parsed[key] = bool(value)
-            elif key in ("latency", "token_ttl"):
-                parsed[key] = _seconds(key, value)
-            elif key == "balance":
-                parsed[key] = _positive_int(key, value, minimum=0)
+                parsed[key] = self._default_fault(key)
             else:
-                parsed[key] = self._parse_counted(key, value)
+                parsed[key] = parse_fault(key, value)
         with self._lock:
             for key, value in parsed.items():
                 if key == "expire_tokens":
@@ -215,36 +204,12 @@ class SandboxState:
                     self._faults[key] = value
         return self.faults()
 
-    def _default_fault(self, key: str) -> float:
-        return float(getattr(self.initial_config, key))
-
-    @staticmethod
-    def _parse_counted(key: str, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise ValueError(f"fault {key!r} must be an object, got {type(value).__name__}")
-        if key == "rate_limit":
-            seconds = _seconds("rate_limit.seconds", value.get("seconds", 1))
-            retry_after = str(value.get("retry_after", int(seconds) if seconds.is_integer() else seconds))
-            return {
-                "count": _positive_int("rate_limit.count", value.get("count", 1)),
-                "retry_after": retry_after,
-                "seconds": seconds,
-            }
-        if key == "errors":
-            status = _positive_int("errors.status", value.get("status", 503))
-            if not 500 <= status <= 599:
-                raise ValueError(f"errors.status must be a 5xx status, got {status}")
-            return {"count": _positive_int("errors.count", value.get("count", 1)), "status": status}
-        if key == "fail_on_send":
-            code = _positive_int("fail_on_send.code", value.get("code", 705))
-            if code not in BUSINESS_ERRORS:
-                raise ValueError(f"fail_on_send.code must be one of {', '.join(map(str, BUSINESS_ERRORS))}")
-            return {"nth": _positive_int("fail_on_send.nth", value.get("nth", 1)), "code": code, "seen": 0}
-        # hang
-        return {
-            "count": _positive_int("hang.count", value.get("count", 1)),
-            "seconds": _seconds("hang.seconds", value.get("seconds", 5)),
-        }
+    def _default_fault(self, key: str) -> Any:
+        """What a fault set to ``None`` goes back to: the startup latency and token lifetime, the configured
+        balance, else off."""
+        if key in ("latency", "token_ttl"):
+            return float(getattr(self.initial_config, key))
+        return self.config.balance if key == "balance" else None
 
     def latency(self) -> float:
         return float(self._faults["latency"] or 0.0)
@@ -277,8 +242,11 @@ class SandboxState:
                 )
         return None
 
-    def take_business_fault(self, recipients: int) -> int | None:
-        """The business error code this valid send must get (``fail_on_send``, ``balance``), else ``None``."""
+    def take_business_fault(self, segments: int) -> int | None:
+        """
+        The business error code this valid send must get (``fail_on_send``, else ``402`` when the balance does
+        not cover ``segments`` x ``credit_per_segment``), else ``None`` after charging the balance.
+        """
         with self._lock:
             fail = self._faults["fail_on_send"]
             if fail:
@@ -286,12 +254,16 @@ class SandboxState:
                 if fail["seen"] >= fail["nth"]:
                     self._faults["fail_on_send"] = None
                     return int(fail["code"])
-            balance = self._faults["balance"]
-            if balance is not None:
-                if recipients > balance:
-                    return 402
-                self._faults["balance"] = balance - recipients
+            cost = segments * self.config.credit_per_segment
+            if cost > self._faults["balance"]:
+                return 402
+            self._faults["balance"] -= cost
         return None
+
+    def balance(self) -> float:
+        """The account's credit left."""
+        with self._lock:
+            return float(self._faults["balance"])
 
     def take_hang(self) -> float:
         """Seconds to hold the answer of this (accepted) send, consuming one injected hang."""
@@ -377,12 +349,15 @@ class SandboxState:
             raise ValueError(f"unknown setting {unknown[0]!r}; known: {', '.join(CONFIG_KEYS)}")
         values = dict(changes)
         if "callback_delay" in values:
-            values["callback_delay"] = _seconds("callback_delay", values["callback_delay"])
+            values["callback_delay"] = seconds("callback_delay", values["callback_delay"])
         for key in ("duplicates", "out_of_order"):
             if key in values:
                 values[key] = check_fraction(key, values[key])
         if "field_types" in values:
             check_field_types(values["field_types"])
+        for key in ("balance", "credit_per_segment"):
+            if key in values:
+                values[key] = credits(key, values[key])
         if values.get("callback_url") is not None and not str(values["callback_url"]).startswith(
             ("http://", "https://")
         ):
@@ -394,6 +369,8 @@ class SandboxState:
                 self._status_mix = mix
             if "seed" in values:
                 self._rng = random.Random(values["seed"])
+            if "balance" in values:
+                self._faults["balance"] = values["balance"]
             return self.config.public_view()
 
     def close(self) -> None:

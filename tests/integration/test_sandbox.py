@@ -338,7 +338,13 @@ def test_balance_runs_out_with_insufficient_balance(sandbox, token):
 
 
 @pytest.mark.parametrize(
-    ("code", "message"), [(705, "ROUTE_BLOCKED"), (402, "INSUFFICIENT_BALANCE"), (601, "INVALID_MOBILE_NUMBER")]
+    ("code", "message"),
+    [
+        (705, "VERIFICATION_EXPIRED"),
+        (402, "INSUFFICIENT_BALANCE"),
+        (601, "INVALID_MOBILE_NUMBER"),
+        (800, "MAXIMUM_LIMIT_REACHED"),
+    ],
 )
 def test_fail_on_nth_send(sandbox, token, code, message):
     _post_faults(sandbox, fail_on_send={"nth": 2, "code": code})

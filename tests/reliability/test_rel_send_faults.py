@@ -317,15 +317,15 @@ def test_connection_reset_mid_request_is_uncertain(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     ("code", "words"),
-    [(402, "Insufficient balance"), (705, "Route blocked"), (601, "Invalid mobile number")],
-    ids=["insufficient-balance", "blocked-route", "invalid-number"],
+    [(402, "Insufficient balance"), (705, "Verification expired"), (601, "Invalid mobile number")],
+    ids=["insufficient-balance", "verification-expired", "invalid-number"],
 )
 def test_business_refusal_is_not_retried_and_keeps_the_ledger(
     sandbox: Any, mc_conn: Any, code: int, words: str
 ) -> None:
     """
-    MessageCentral refuses chunk 3 with a business error (insufficient balance, blocked route, invalid
-    number): no retry (exactly 3 requests), an error naming the code, the reason, the chunk and what was and
+    MessageCentral refuses chunk 3 with a business error (insufficient balance, an expired verification,
+    an invalid number): no retry (exactly 3 requests), an error naming the code, the reason, the chunk and what was and
     was not sent, and a ledger with the 2 accepted chunks and the refused one marked failed (their 200
     recipients recorded on the campaign). A retry of the task sends the rest; everyone texted once.
     """
