@@ -258,3 +258,17 @@ def test_polls_and_callbacks_committed_at_once_end_as_one_final_row_per_message(
     items = store.campaign_reports(key, page_size=1000)["items"]
     assert {(item["message_id"], item["status"]) for item in items} == {(f"m-{n}", "DELIVRD") for n in numbers}
     assert store.stats()["reports"] == len(numbers)
+
+
+def test_a_failed_row_without_delivered_at_is_dated_by_its_last_update(store: ReportStore) -> None:
+    key = campaign(store)
+    failed = PulledReport(mobile=NUMBERS[0], status="UNDELIV", error_code="5", created_at=at(0), updated_at=at(3))
+    store.store_pulled([failed])
+    items = {item["mobile"]: item for item in store.campaign_reports(key)["items"]}
+    assert (items[NUMBERS[0]]["status"], items[NUMBERS[0]]["done_date"]) == ("UNDELIV", "2023-11-02T14:02:00+00:00")
+    # the callback of the same message (the same status: nothing to replace) names it from the next poll on
+    store.ingest([report("m-1", "UNDELIV", mobile=NUMBERS[0], submitDate=report_time(0), doneDate=report_time(1))], [])
+    store.store_pulled([failed])
+    assert report_rows(store, NUMBERS[0]) == [("m-1", "UNDELIV")]
+    items = {item["mobile"]: item for item in store.campaign_reports(key)["items"]}
+    assert (items[NUMBERS[0]]["message_id"], items[NUMBERS[0]]["status"]) == ("m-1", "UNDELIV")

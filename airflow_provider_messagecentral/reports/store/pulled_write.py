@@ -84,9 +84,14 @@ def pulled_error_code(report: PulledReport) -> int | None:
     return code if ERROR_CODE_MIN <= code <= ERROR_CODE_MAX else None
 
 
+def done_of(report: PulledReport) -> datetime | None:
+    """A pulled report's done date: ``deliveredAt``, else ``updatedAt`` (a failed message often has only that)."""
+    return report.delivered_at or report.updated_at
+
+
 def standing_of(report: PulledReport) -> Standing:
-    """What precedence looks at in a pulled report: its delivered date is the done date, its creation the submit."""
-    return Standing(report.status, report.status in FINAL_STATUSES, report.delivered_at, report.created_at)
+    """What precedence looks at in a pulled report: :func:`done_of` is its done date, its creation the submit."""
+    return Standing(report.status, report.status in FINAL_STATUSES, done_of(report), report.created_at)
 
 
 def same_message(submitted: datetime | None, created: datetime, tolerance: Any) -> bool:
@@ -344,7 +349,7 @@ class PulledWrite:
             "country_code": None,
             "client_id": None,
             "submit_date": report.created_at,
-            "done_date": report.delivered_at,
+            "done_date": done_of(report),
             "received_at": self.now,
             "extra": extra,
         }
