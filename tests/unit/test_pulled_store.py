@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -272,3 +274,10 @@ def test_a_failed_row_without_delivered_at_is_dated_by_its_last_update(store: Re
     assert report_rows(store, NUMBERS[0]) == [("m-1", "UNDELIV")]
     items = {item["mobile"]: item for item in store.campaign_reports(key)["items"]}
     assert (items[NUMBERS[0]]["message_id"], items[NUMBERS[0]]["status"]) == ("m-1", "UNDELIV")
+
+
+def test_the_store_still_loads_without_airflow() -> None:
+    """The receiver and the CLI import the store: pulled reports must not bring Airflow in (its logging to stdout)."""
+    code = "import sys, airflow_provider_messagecentral.reports.store; print('airflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "False"

@@ -34,17 +34,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from airflow_provider_messagecentral.client.pulled import PulledReport
 from airflow_provider_messagecentral.reports.models import FINAL_STATUSES
 from airflow_provider_messagecentral.reports.store import precedence
 from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.engine import StoreEngine, utcnow
 from airflow_provider_messagecentral.reports.store.precedence import PULLED_PREFIX
 from airflow_provider_messagecentral.reports.store.pulled_write import PulledWrite, standing_of
+
+if TYPE_CHECKING:  # client.pulled imports the exceptions, hence Airflow: not at import time of the store
+    from airflow_provider_messagecentral.client.pulled import PulledReport
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,19 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
-from airflow_provider_messagecentral.client.pulled import PulledReport
 from airflow_provider_messagecentral.reports.models import ERROR_CODE_MAX, ERROR_CODE_MIN, FINAL_STATUSES
 from airflow_provider_messagecentral.reports.store import precedence
 from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.engine import chunks, dialect_insert
 from airflow_provider_messagecentral.reports.store.precedence import PULLED_PREFIX, Standing
+
+if TYPE_CHECKING:  # client.pulled imports the exceptions, hence Airflow: not at import time of the store
+    from airflow_provider_messagecentral.client.pulled import PulledReport
 
 #: The recipient columns a pulled report changes, in the order :class:`Recipient` holds them.
 RECIPIENT_COLUMNS = (
