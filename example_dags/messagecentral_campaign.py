@@ -51,6 +51,9 @@ MESSAGE = "Hi ##var1##, your Rs ##var2## cashback is waiting for you. Shop by mi
 # How often the deferred sensor reads the report store. A real campaign's reports trickle in over minutes to
 # hours: poll every minute. The demo and the tests set a short interval through this variable.
 POLL_SECONDS = float(os.environ.get("MESSAGECENTRAL_EXAMPLE_POLL_SECONDS", "60"))
+# Where delivery reports come from: "callbacks" (a receiver at a callback URL registered with MessageCentral),
+# "api" (the sensor pulls them from MessageCentral: no receiver, no public URL) or "both".
+REPORT_SOURCE = os.environ.get("MESSAGECENTRAL_EXAMPLE_REPORT_SOURCE", "callbacks")
 # Emitted when a campaign of this DAG reached its delivery target; the event's extra is the delivery summary.
 CASHBACK_DELIVERED = Asset(
     name="messagecentral_cashback_delivered", uri="messagecentral://campaigns/messagecentral_campaign/delivered"
@@ -129,6 +132,8 @@ with DAG(
         max_failed_ratio=0.15,
         deferrable=True,
         poke_interval=POLL_SECONDS,
+        report_source=REPORT_SOURCE,
+        pull_interval=POLL_SECONDS,
         timeout=6 * 3600,
         outlets=[CASHBACK_DELIVERED],  # the event carries the delivery summary: see messagecentral_crm_update
     )

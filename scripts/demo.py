@@ -13,6 +13,8 @@ Run it with ``./scripts/demo.sh`` (which sets up ``.venv`` first), or ``.venv/bi
     --demo-dir DIR     where the throwaway AIRFLOW_HOME, reports database and logs go (default ./.demo;
                        wiped at start)
     --summary-json F   also write the summary as JSON to F
+    --no-callbacks     no receiver and no callbacks: the sandbox posts nothing, the sensor pulls the delivery
+                       reports from MessageCentral's reports/getDetailedReports (report_source="api")
 
 Everything it starts is stopped when it ends, on failure and on Ctrl-C. It exits non-zero on failure and
 then shows the end of the log that explains it.
@@ -216,6 +218,41 @@ def fresh_demo_dir(demo: Path) -> None:
     (demo / MARKER).write_text("made by scripts/demo.py: wiped when the demo runs again\n", encoding="utf-8")
 
 
+def start_receiver(procs: Processes, logs: Path, base_env: dict[str, str], reports_url: str) -> str:
+    """Start the delivery-report receiver; its callback URL (with the secret: never print it)."""
+    # The callback secret lives in environment variables of the two servers only: never on a command line
+    # (it would show in ps), never printed.
+    secret = secrets.token_urlsafe(32)
+    receiver_url = f"http://127.0.0.1:{free_port()}"
+    with step(f"starting the receiver on {receiver_url} (reports into {reports_url.rsplit('/', 1)[-1]})"):
+        receiver_log = logs / "receiver.log"
+        receiver = procs.start(
+            "receiver",
+            [
+                *(str(BIN / "python"), "-m", "airflow_provider_messagecentral.reports", "serve"),
+                *("--host", "127.0.0.1", "--port", receiver_url.rsplit(":", 1)[1], "--store-url", reports_url),
+                *("--log-level", "warning"),
+            ],
+            {**base_env, "MESSAGECENTRAL_CALLBACK_SECRET": secret},
+            receiver_log,
+        )
+        wait_until("the receiver", lambda: http_get(f"{receiver_url}/health")[0] == 200, 30, receiver, receiver_log)
+    return f"{receiver_url}/callback/{secret}"
+
+
+def pull_last_reports(airflow_env: dict[str, str], reports_url: str, campaign: str) -> str:
+    """
+    ``--no-callbacks``: pull the campaign's reports once more after the DAG run (the sensor stops at its
+    target), as the sensor does: through the hook of the demo's connection.
+    """
+    os.environ.update(airflow_env)  # the hook reads the connection from AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT
+    from airflow_provider_messagecentral.reports.pulled import ReportPuller
+    from airflow_provider_messagecentral.triggers.messagecentral import hook_fetch
+
+    outcome = ReportPuller(reports_url, campaign, hook_fetch("messagecentral_default")).pull()
+    return f"{outcome.received:,} rows" if outcome else "nothing to pull"
+
+
 def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     fresh_demo_dir(demo)
     airflow_home, logs = demo / "airflow", demo / "logs"
@@ -229,43 +266,30 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
     say("(a local MessageCentral sandbox: no account, no phone, no network)")
     say()
 
-    # The callback secret lives in environment variables of the two servers only: never on a command line
-    # (it would show in ps), never printed.
-    secret = secrets.token_urlsafe(32)
-    sandbox_port, receiver_port = free_port(), free_port()
-    sandbox_url, receiver_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{receiver_port}"
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MESSAGECENTRAL"))}
     base_env["PYTHONUNBUFFERED"] = "1"
 
-    with step(f"starting the receiver on {receiver_url} (reports into {reports_db.name})"):
-        receiver_log = logs / "receiver.log"
-        receiver = procs.start(
-            "receiver",
-            [
-                *(str(BIN / "python"), "-m", "airflow_provider_messagecentral.reports", "serve"),
-                *("--host", "127.0.0.1", "--port", str(receiver_port), "--store-url", reports_url),
-                *("--log-level", "warning"),
-            ],
-            {**base_env, "MESSAGECENTRAL_CALLBACK_SECRET": secret},
-            receiver_log,
-        )
-        wait_until("the receiver", lambda: http_get(f"{receiver_url}/health")[0] == 200, 30, receiver, receiver_log)
-
+    callback_url = None if args.no_callbacks else start_receiver(procs, logs, base_env, reports_url)
     with step(f"starting the MessageCentral sandbox on {sandbox_url}") as note:
         sandbox_log = logs / "sandbox.log"
+        sandbox_env = dict(base_env)
+        if callback_url:
+            sandbox_env["MESSAGECENTRAL_SANDBOX_CALLBACK_URL"] = callback_url
         sandbox = procs.start(
             "sandbox",
             [
                 *(str(BIN / "python"), "-m", "airflow_provider_messagecentral.sandbox", "--port", str(sandbox_port)),
                 *("--callback-delay", CALLBACK_DELAY, "--status-mix", STATUS_MIX),
             ],
-            {**base_env, "MESSAGECENTRAL_SANDBOX_CALLBACK_URL": f"{receiver_url}/callback/{secret}"},
+            sandbox_env,
             sandbox_log,
         )
         wait_until(
             "the sandbox", lambda: http_get(f"{sandbox_url}/__sandbox/stats")[0] == 200, 30, sandbox, sandbox_log
         )
-        note["text"] = "delivery reports go to the receiver"
+        note["text"] = "delivery reports go to the receiver" if callback_url else "no callbacks: reports are pulled"
 
     connection = {
         "conn_type": "messagecentral",
@@ -283,6 +307,7 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
         "AIRFLOW_CONN_MESSAGECENTRAL_DEFAULT": json.dumps(connection),
         # The example DAG's sensor polls the report store every minute in production; here every second.
         "MESSAGECENTRAL_EXAMPLE_POLL_SECONDS": "1",
+        "MESSAGECENTRAL_EXAMPLE_REPORT_SOURCE": "api" if args.no_callbacks else "callbacks",
     }
     airflow = str(BIN / "airflow")
 
@@ -321,10 +346,14 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
     if not campaigns:
         raise DemoError(f"the report store {reports_db} has no campaign of {DAG_ID}", dag_log)
     campaign = campaigns[0]
-    # The sensor lets the DAG finish at 85% delivered; give the last callbacks a moment to arrive.
-    with step("collecting the last delivery reports"):
+    # The sensor lets the DAG finish at 85% delivered; give the last callbacks a moment to arrive (or, without
+    # callbacks, pull the last reports once they are due).
+    with step("collecting the last delivery reports") as note:
+        if args.no_callbacks:
+            time.sleep(float(CALLBACK_DELAY) + 0.5)
+            note["text"] = pull_last_reports(airflow_env, reports_url, campaign["campaign"])
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        while not args.no_callbacks and time.monotonic() < deadline:
             stats = http_get(f"{sandbox_url}/__sandbox/stats")[1]
             if stats.get("callbacks_pending", 0) == 0:
                 break
@@ -347,6 +376,7 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
         "summary": summary,
         "sent": sandbox_stats.get("messages", 0),
         "callbacks": sandbox_stats.get("callbacks_sent", 0),
+        "pulled": store.stats()["reports"] if args.no_callbacks else 0,
         "seconds": {
             "total": round(total_seconds, 1),
             "dag_run": round(dag_seconds, 1),
@@ -356,7 +386,7 @@ def run_demo(demo: Path, args: argparse.Namespace, procs: Processes) -> dict[str
             if sending is None or waiting is None
             else round(max(dag_seconds - sending - waiting, 0.0), 1),
         },
-        "ports": {"sandbox": sandbox_port, "receiver": receiver_port},
+        "ports": {"sandbox": sandbox_port},
         "reports_db": str(reports_db),
         "logs": str(logs),
         "airflow_home": str(airflow_home),
@@ -373,7 +403,10 @@ def print_summary(result: dict[str, Any]) -> None:
     say(f"  failed       {summary['failed']:>6,}   {summary['failed'] / recipients:.1%}")
     say(f"  pending      {summary['pending']:>6,}   no final report yet")
     say("  by status    " + ", ".join(f"{status} {count:,}" for status, count in summary["by_status"].items()))
-    say(f"  reports      {result['callbacks']:,} delivery callbacks received and stored")
+    if result["pulled"]:
+        say(f"  reports      {result['pulled']:,} delivery reports pulled from MessageCentral (no callbacks)")
+    else:
+        say(f"  reports      {result['callbacks']:,} delivery callbacks received and stored")
     if secs["sending"] is not None:
         say(
             f"  time         {secs['total']:.1f} s in all; the DAG run {secs['dag_run']:.1f} s = sending "
@@ -397,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=None, help="send to the first N customers only")
     parser.add_argument("--demo-dir", default=str(REPO / ".demo"), help="throwaway directory (wiped at start)")
     parser.add_argument("--summary-json", default=None, help="also write the summary as JSON to this file")
+    parser.add_argument(
+        "--no-callbacks", action="store_true", help="no receiver: the sensor pulls reports (report_source='api')"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="longest the DAG run may take, in seconds")
     args = parser.parse_args(argv)
     if args.recipients is not None and args.recipients < 1:

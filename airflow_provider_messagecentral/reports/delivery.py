@@ -140,12 +140,26 @@ def _duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"
 
 
-def no_report_message(summary: dict[str, Any], store_url: str, conn_id: str, waited: float) -> str:
-    """The warning for an accepted campaign that has received no delivery report at all: where, and why."""
-    return (
+def no_report_message(
+    summary: dict[str, Any], store_url: str, conn_id: str, waited: float, report_source: str = "callbacks"
+) -> str:
+    """
+    The warning for an accepted campaign that has received no delivery report at all: where, and why (for
+    ``report_source="api"``: the pulls, whose outcome each pull logs).
+    """
+    head = (
         f"campaign {summary.get('campaign')}: {int(summary.get('recipients') or 0)} recipients were accepted, "
         f"but after {_duration(waited)} not one delivery report has reached the report store this sensor reads, "
-        f"{mask_url(store_url)} (connection {conn_id!r}). Likely causes: (1) the callback URL is not registered "
+        f"{mask_url(store_url)} (connection {conn_id!r})."
+    )
+    if report_source == "api":
+        return (
+            f"{head} The reports are pulled from MessageCentral (report_source='api'): see the pull lines above; "
+            "likely causes: reports/getDetailedReports answers no row for the campaign's numbers and time range "
+            "on this account, or every pull failed"
+        )
+    return (
+        f"{head} Likely causes: (1) the callback URL is not registered "
         "with MessageCentral (register https://<receiver>/callback/<secret>, or "
         "https://<airflow>/messagecentral/callback/<secret> with the api-server plugin); (2) the receiver "
         'writes to another store: its GET /health names the store it writes to ("store", "store_from"); '

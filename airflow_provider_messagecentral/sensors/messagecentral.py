@@ -29,7 +29,14 @@ from airflow_provider_messagecentral.reports.delivery import (
     validate_thresholds,
     validate_warning_delay,
 )
-from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger
+from airflow_provider_messagecentral.reports.pulled import (
+    DEFAULT_PULL_INTERVAL,
+    DEFAULT_PULL_PAGE_SIZE,
+    ReportPuller,
+    validate_pull_options,
+    validate_report_source,
+)
+from airflow_provider_messagecentral.triggers.messagecentral import MessageCentralDeliveryTrigger, hook_fetch
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -104,6 +111,17 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         reached the store this long after the sensor started waiting, log one warning naming the store it
         reads and the likely causes (callback URL not registered with MessageCentral; the receiver writing to
         another store). Seconds or a ``timedelta``; default 10 minutes; ``None``: never.
+    :param report_source: where delivery reports come from. ``"callbacks"`` (default): the receiver stores what
+        MessageCentral POSTs to the registered callback URL. ``"api"``: the sensor pulls the campaign's reports
+        from MessageCentral's ``reports/getDetailedReports`` (an endpoint MessageCentral's own app uses but its
+        API docs do not describe) into the same store, matched to recipients by mobile within the campaign's
+        window as id-less callbacks are: no receiver and no public URL needed. ``"both"``: callbacks, and
+        pulls for what they miss (one row per message, at its best status). Pulls run where the waiting
+        runs (each poke; in the triggerer when deferred), ask only for the campaign's window, share the hook's
+        rate limiter and retries, and are bounded; a pull that fails is logged and tried again next interval.
+    :param pull_interval: seconds between two pulls (default 60; at most one per poke or trigger poll; with
+        ``mode="reschedule"`` every poke is a new run and pulls once), or a ``timedelta``.
+    :param pull_page_size: rows per page of ``reports/getDetailedReports`` (default 500, at most 1000).
     """
 
     template_fields: Sequence[str] = ("campaign",)
@@ -120,6 +138,9 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         final_statuses: list[str] | tuple[str, ...] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         no_report_warning_after: float | timedelta | None = DEFAULT_NO_REPORT_WARNING_AFTER,
+        report_source: str = "callbacks",
+        pull_interval: float | timedelta = DEFAULT_PULL_INTERVAL,
+        pull_page_size: int = DEFAULT_PULL_PAGE_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -138,10 +159,13 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
                 min_delivered_ratio, max_failed_ratio, final_statuses
             )
             self.no_report_warning_after = validate_warning_delay(no_report_warning_after)
+            self.report_source = validate_report_source(report_source)
+            self.pull_interval, self.pull_page_size = validate_pull_options(pull_interval, pull_page_size)
         except ValueError as err:
             raise ValueError(f"{err} (task {self.task_id!r})") from None
         self.deferrable = deferrable
         self._watch: NoReportWatch | None = None
+        self._puller: ReportPuller | None = None
 
     # -- store ------------------------------------------------------------------------------------------
 
@@ -164,16 +188,44 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
         With a ``watch``, warn (once) when the campaign has had no report at all for too long.
         """
         store_url = self._store_url()
+        if self.report_source != "callbacks":
+            self._pull(store_url, campaign)
         summary = read_summary(store_url, campaign)
         if summary is None:
             raise AirflowFailException(unknown_campaign_message(campaign, self.messagecentral_conn_id))
         result = evaluate_delivery(summary, self.min_delivered_ratio, self.max_failed_ratio, self.final_statuses)
         self.log.info("%s", result.message)
         if watch is not None and result.verdict == "waiting" and watch.due(summary):
-            self.log.warning("%s", no_report_message(summary, store_url, self.messagecentral_conn_id, watch.waited()))
+            text = no_report_message(
+                summary, store_url, self.messagecentral_conn_id, watch.waited(), self.report_source
+            )
+            self.log.warning("%s", text)
         if result.verdict == "failure":
             raise AirflowFailException(result.message)
         return summary if result.verdict == "success" else None
+
+    def _pull(self, store_url: str, campaign: str) -> None:
+        """Pull the campaign's reports from MessageCentral when due; a failure is only logged (next poke retries)."""
+        puller = self._puller
+        if puller is None or puller.campaign != campaign:
+            fetch = hook_fetch(self.messagecentral_conn_id)
+            puller = ReportPuller(store_url, campaign, fetch, self.pull_page_size, self.pull_interval)
+            self._puller = puller
+        if not puller.due():
+            return
+        try:
+            outcome = puller.pull()
+        except Exception as err:
+            self.log.warning(
+                "Pulling campaign %s's delivery reports from MessageCentral failed (tried again in %.0f s): %s: %s",
+                campaign,
+                self.pull_interval,
+                type(err).__name__,
+                err,
+            )
+            return
+        if outcome is not None:
+            self.log.info("%s", outcome.describe(campaign))
 
     # -- modes ------------------------------------------------------------------------------------------
 
@@ -218,6 +270,9 @@ class MessageCentralDeliverySensor(BaseSensorOperator):
                 final_statuses=self.final_statuses,
                 no_report_warning_after=self.no_report_warning_after,
                 waiting_since=time.time(),
+                report_source=self.report_source,
+                pull_interval=self.pull_interval,
+                pull_page_size=self.pull_page_size,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_messagecentral.client.pulled import PulledReport
 from airflow_provider_messagecentral.client.settings import MessageCentralSettings
 from airflow_provider_messagecentral.compat import aextra_dejson
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
@@ -23,9 +25,33 @@ from airflow_provider_messagecentral.reports.delivery import (
     validate_thresholds,
     validate_warning_delay,
 )
+from airflow_provider_messagecentral.reports.pulled import (
+    DEFAULT_PULL_INTERVAL,
+    DEFAULT_PULL_PAGE_SIZE,
+    Fetch,
+    ReportPuller,
+    validate_pull_options,
+    validate_report_source,
+)
 
 #: Consecutive failed polls (store unreachable, locked, ...) the trigger tolerates before it gives up.
 MAX_CONSECUTIVE_ERRORS = 5
+
+
+def hook_fetch(conn_id: str) -> Fetch:
+    """
+    The fetch function of a :class:`~airflow_provider_messagecentral.reports.pulled.ReportPuller`: the
+    connection's hook (created on first use, in the caller's thread, then kept with its token and rate
+    limiter) paging through ``reports/getDetailedReports``.
+    """
+    hooks: list[MessageCentralHook] = []
+
+    def fetch(start: datetime, end: datetime, page_size: int, max_pages: int) -> Iterable[PulledReport]:
+        if not hooks:
+            hooks.append(MessageCentralHook(messagecentral_conn_id=conn_id))
+        return hooks[0].get_detailed_reports(start, end, page_size=page_size, max_pages=max_pages)
+
+    return fetch
 
 
 class MessageCentralDeliveryTrigger(BaseTrigger):
@@ -63,6 +89,13 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         delivery report gets one warning in the log (naming the store and the likely causes); ``None``: never.
     :param waiting_since: when the wait began, in epoch seconds (the sensor's defer time); default the start
         of :meth:`run`. (Triggers serialized before these two arguments existed get the defaults.)
+    :param report_source: ``"callbacks"`` (default: read what the receiver stored), ``"api"`` (pull the
+        campaign's reports from MessageCentral's ``reports/getDetailedReports`` into the store before reading
+        it; no receiver needed) or ``"both"``. A pull runs in a thread, bounded in pages and time, through
+        the connection's hook (its rate limiter and retries); a pull that fails is logged and tried again
+        at the next interval, never ending the wait by itself.
+    :param pull_interval: seconds between two pulls (default 60; at most one per poll).
+    :param pull_page_size: rows per page of ``reports/getDetailedReports`` (default 500).
     """
 
     def __init__(
@@ -76,6 +109,9 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         final_statuses: list[str] | tuple[str, ...] | None = None,
         no_report_warning_after: float | None = DEFAULT_NO_REPORT_WARNING_AFTER,
         waiting_since: float | None = None,
+        report_source: str = "callbacks",
+        pull_interval: float = DEFAULT_PULL_INTERVAL,
+        pull_page_size: int = DEFAULT_PULL_PAGE_SIZE,
     ) -> None:
         super().__init__()
         if not isinstance(campaign, str) or not campaign.strip():
@@ -91,6 +127,8 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.no_report_warning_after = validate_warning_delay(no_report_warning_after)
         self.waiting_since = None if waiting_since is None else float(waiting_since)
+        self.report_source = validate_report_source(report_source)
+        self.pull_interval, self.pull_page_size = validate_pull_options(pull_interval, pull_page_size)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -105,6 +143,9 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
                 "final_statuses": list(self.final_statuses) if self.final_statuses is not None else None,
                 "no_report_warning_after": self.no_report_warning_after,
                 "waiting_since": self.waiting_since,
+                "report_source": self.report_source,
+                "pull_interval": self.pull_interval,
+                "pull_page_size": self.pull_page_size,
             },
         )
 
@@ -112,7 +153,7 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         return (
             f"{type(self).__name__}(campaign={self.campaign!r}, messagecentral_conn_id="
             f"{self.messagecentral_conn_id!r}, min_delivered_ratio={self.min_delivered_ratio}, "
-            f"max_failed_ratio={self.max_failed_ratio}, deadline={self.deadline})"
+            f"max_failed_ratio={self.max_failed_ratio}, deadline={self.deadline}, report_source={self.report_source!r})"
         )
 
     async def _store_url(self) -> str:
@@ -142,6 +183,24 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         self.log.info("%s", check.message)
         return None if check.verdict == "waiting" else self._event(check.verdict, check.message, summary)
 
+    async def _pull(self, puller: ReportPuller | None) -> None:
+        """Pull the campaign's reports from MessageCentral when due (in a thread); a failure is only logged."""
+        if puller is None or not puller.due():
+            return
+        try:
+            outcome = await asyncio.to_thread(puller.pull)
+        except Exception as err:
+            self.log.warning(
+                "Pulling campaign %s's delivery reports from MessageCentral failed (tried again in %.0f s): %s: %s",
+                self.campaign,
+                self.pull_interval,
+                type(err).__name__,
+                err,
+            )
+            return
+        if outcome is not None:
+            self.log.info("%s", outcome.describe(self.campaign))
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             store_url = await self._store_url()
@@ -156,7 +215,12 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
         errors = 0
         summary: dict[str, Any] | None = None
         watch = NoReportWatch(self.no_report_warning_after, self.waiting_since)
+        puller = None
+        if self.report_source != "callbacks":
+            fetch = hook_fetch(self.messagecentral_conn_id)
+            puller = ReportPuller(store_url, self.campaign, fetch, self.pull_page_size, self.pull_interval)
         while True:
+            await self._pull(puller)
             try:
                 summary = await asyncio.to_thread(read_summary, store_url, self.campaign)
             except Exception as err:
@@ -184,7 +248,9 @@ class MessageCentralDeliveryTrigger(BaseTrigger):
                     yield event
                     return
                 if watch.due(summary):
-                    message = no_report_message(summary or {}, store_url, self.messagecentral_conn_id, watch.waited())
+                    message = no_report_message(
+                        summary or {}, store_url, self.messagecentral_conn_id, watch.waited(), self.report_source
+                    )
                     self.log.warning("%s", message)
             remaining = self.deadline - time.time()
             if remaining <= 0:

@@ -87,12 +87,15 @@ def test_serialize_round_trip_is_json_and_carries_no_store_url() -> None:
         "final_statuses": None,
         "no_report_warning_after": 600.0,
         "waiting_since": None,
+        "report_source": "callbacks",
+        "pull_interval": 60.0,
+        "pull_page_size": 500,
     }
     assert MessageCentralDeliveryTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
 def test_a_trigger_serialized_by_an_older_version_still_deserializes() -> None:
-    """Triggers stored in the metadata DB before no_report_warning_after/waiting_since existed resume as before."""
+    """Triggers stored in the metadata DB before no_report_warning_after/waiting_since/report_source existed resume."""
     old_kwargs = {
         "campaign": "mc-1",
         "deadline": 1_900_000_000.5,
@@ -104,7 +107,14 @@ def test_a_trigger_serialized_by_an_older_version_still_deserializes() -> None:
     }
     t = MessageCentralDeliveryTrigger(**old_kwargs)  # type: ignore[arg-type]
     assert (t.no_report_warning_after, t.waiting_since) == (600.0, None)
-    assert t.serialize()[1] == {**old_kwargs, "no_report_warning_after": 600.0, "waiting_since": None}
+    assert t.serialize()[1] == {
+        **old_kwargs,
+        "no_report_warning_after": 600.0,
+        "waiting_since": None,
+        "report_source": "callbacks",
+        "pull_interval": 60.0,
+        "pull_page_size": 500,
+    }
 
 
 @pytest.mark.parametrize(

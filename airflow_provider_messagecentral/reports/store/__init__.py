@@ -8,6 +8,7 @@ One facade, :class:`ReportStore`, over one room per concern:
 * :mod:`.recipients` — recipients of accepted units, reports that arrived before their send, campaign windows;
 * :mod:`.reconcile` — pending units whose recipients' delivery reports arrived count as accepted;
 * :mod:`.ingest` — delivery reports in, matched to recipients by id, else by mobile in the campaign window;
+* :mod:`.pulled` — delivery reports pulled from MessageCentral (no messageId), stored by the same rules;
 * :mod:`.views` — one report, campaign summaries and pages, the dashboard's aggregates;
 * :mod:`.suppression` — numbers never to text;
 * :mod:`.precedence` — the one rule that decides which of two reports of a message wins.
@@ -25,12 +26,14 @@ from airflow_provider_messagecentral.client.store_url import (
 )
 from airflow_provider_messagecentral.reports.store.ingest import IngestRoom
 from airflow_provider_messagecentral.reports.store.ledger import LedgerUnit
+from airflow_provider_messagecentral.reports.store.pulled import PulledResult, PulledRoom
 from airflow_provider_messagecentral.reports.store.reconcile import ReconcileRoom
 from airflow_provider_messagecentral.reports.store.suppression import SuppressionRoom
 from airflow_provider_messagecentral.reports.store.views import ViewsRoom
 
 __all__ = [
     "LedgerUnit",
+    "PulledResult",
     "ReportStore",
     "default_store_url",
     "get_store",
@@ -38,7 +41,7 @@ __all__ = [
 ]
 
 
-class ReportStore(ReconcileRoom, IngestRoom, ViewsRoom, SuppressionRoom):
+class ReportStore(ReconcileRoom, IngestRoom, PulledRoom, ViewsRoom, SuppressionRoom):
     """
     Delivery reports, campaigns and the send ledger in one SQL database (SQLite or PostgreSQL).
 

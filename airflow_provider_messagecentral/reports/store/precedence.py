@@ -30,6 +30,9 @@ from airflow_provider_messagecentral.reports.store import tables as t
 
 #: What a missing date counts as.
 EPOCH = datetime(1970, 1, 1)
+#: How the message id of a report pulled from MessageCentral (no messageId of its own) begins: see
+#: :mod:`.pulled`. A recipient holding one treats any report as possibly its message (:func:`recipient_takes`).
+PULLED_PREFIX = "pulled:"
 
 Verdict = Literal["store", "duplicate", "stale"]
 Rank = tuple[int, datetime, datetime]
@@ -108,7 +111,9 @@ def recipient_takes(dialect: str) -> ColumnElement[bool]:
 
     A recipient that holds another message's report (or none) follows the matching rules. One that holds this
     message already takes it only when the newcomer :func:`outranks` it, the newcomer's rank bound as
-    :func:`rank_params`; a recipient's ``final`` is read from its status.
+    :func:`rank_params`; a recipient's ``final`` is read from its status. A recipient holding a pulled report
+    (:data:`PULLED_PREFIX`, no messageId known) counts as holding the newcomer's message: a callback of it
+    that arrives after a poll never takes a recipient back from a final status to UNKNOWN or an older one.
     """
     rc, epoch = t.recipients.c, epoch_sql(dialect)
     # Our own constants, not input: inlined, since an expanding IN cannot be used with executemany().
@@ -120,4 +125,6 @@ def recipient_takes(dialect: str) -> ColumnElement[bool]:
         bindparam("b_done_key", type_=DateTime()),
         bindparam("b_submit_key", type_=DateTime()),
     )
-    return or_(rc.report_message_id.is_(None), rc.report_message_id != bindparam("b_mid"), new >= old)
+    pulled: ColumnElement[str] = literal_column(f"'{PULLED_PREFIX}%'")
+    other = and_(rc.report_message_id != bindparam("b_mid"), rc.report_message_id.not_like(pulled))
+    return or_(rc.report_message_id.is_(None), other, new >= old)
