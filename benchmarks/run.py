@@ -51,6 +51,7 @@ BENCHMARKS = {
     "ingest": "benchmarks.bench_ingest",
     "ingest_1m": "benchmarks.bench_ingest_1m",
     "summary": "benchmarks.bench_summary",
+    "pulled": "benchmarks.bench_pulled",
     "e2e": "benchmarks.bench_e2e",
 }
 
