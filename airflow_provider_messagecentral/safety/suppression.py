@@ -72,8 +72,8 @@ class SuppressionList:
 
     @property
     def active(self) -> bool:
-        """Whether anything can be suppressed (numbers from the argument, or the store's table)."""
-        return self.store is not None or bool(self.numbers)
+        """Whether anything can be suppressed: numbers from the argument, or in the store's table (asked once)."""
+        return bool(self.numbers) or self._consults_store()
 
     def lookup(self, msisdns: Iterable[str]) -> set[str]:
         """
