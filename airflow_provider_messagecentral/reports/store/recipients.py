@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, type_
 from sqlalchemy.engine import Connection, Dialect
 
 from airflow_provider_messagecentral.reports.store import tables as t
-from airflow_provider_messagecentral.reports.store.value_list import each_of, one_of
+from airflow_provider_messagecentral.reports.store.value_list import each_of
 
 #: Reports match a campaign's recipients by mobile when dated in [first send - 1 min, last send + 3 days].
 WINDOW_BEFORE = timedelta(minutes=1)
@@ -166,7 +166,14 @@ def existing_matches(
     if not unique:
         return found
     dated = func.coalesce(r.submit_date, r.done_date, r.received_at)
-    query = select(*cols).where(one_of(conn.dialect, r.mobile, unique), dated.between(*window)).order_by(r.id)
+    listed = each_of(conn.dialect, unique, "mobiles")  # the numbers first: one index probe each
+    query = (
+        select(*cols)
+        .select_from(listed)
+        .join(t.reports, r.mobile == listed.c.value)
+        .where(dated.between(*window))
+        .order_by(r.id)
+    )
     for row in conn.execute(query).mappings():
         date = row["submit_date"] or row["done_date"] or row["received_at"]
         if not window[0] <= date <= window[1]:
