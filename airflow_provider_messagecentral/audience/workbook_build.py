@@ -171,11 +171,27 @@ class AudienceBuilder:
                 return
             assert found is not None
             clean = cells, found
-        cells, number = clean
+        self._accept(*clean, line)
+
+    def add_cells(self, position: int, cells: list[str], number: PhoneNumber) -> None:
+        """
+        :meth:`add` of a row (not the first) already read as its cell texts, none blank: the number's msisdn
+        (``number``), then one text per source column, in order (a given workbook's row: :mod:`.workbook_given`).
+        """
+        line = self.writer.encoded(cells)
+        if line is None or max(map(len, cells)) > EXCEL_MAX_CELL_CHARS:
+            row = dict(zip(self.sources.values(), cells[1:], strict=True))
+            self.add(position, {self.header[0]: cells[0], **row}, number)
+            return
+        self.position = position
+        self._accept(cells, number, line)
+
+    def _accept(self, cells: list[str], number: PhoneNumber, line: bytes | None) -> None:
+        """Count, de-duplicate and write (or queue for the suppression lookup) a valid row."""
         text, info = "", None
         if self.tally is not None:
             text = self._render(*cells)
-            info = self.tally.check(text, where=f"row {position}")
+            info = self.tally.check(text, where=f"row {self.position}")
         key = int(cells[0])  # ints: a set of a million numbers stays small
         if key in self.seen:
             self.duplicates += 1

@@ -83,7 +83,11 @@ def _as_is_layout(sheet: _Sheet, options: BuildOptions, message: str) -> bool:
 def _has_formulas(content: bytes) -> bool:
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         for name in archive.namelist():
-            if name.startswith("xl/worksheets/") and name.endswith(".xml") and _FORMULA.search(archive.read(name)):
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            sheet = archive.read(name)
+            # A formula is an <f> element (perhaps <x:f>); most sheets hold neither "<f" nor ":f" (a quick find).
+            if (b"<f" in sheet or b":f" in sheet) and _FORMULA.search(sheet):
                 return True
     return False
 
@@ -95,36 +99,54 @@ class _OnePass:
         self.check, self.builder, self.as_is = check, builder, as_is
         self.failure: MessageCentralValidationError | None = None
         self.position = 0
-        self._values = [c.index for c in check.needed]
         self._codes: set[str] = set()
         headers = check.sheet.headers
         # What the builder reads of a row (its number is handed over): the columns of its sources.
         self._read = [(h, i) for i, h in enumerate(headers) if h and h in builder.sources.values()]
+        # Laid out as given (every source a column of that name, once), the builder's cells are the row's own.
+        self._source_at = [headers.index(s) for s in builder.sources.values()] if as_is else []
 
     def row(self, raw: list[Any]) -> None:
         number = self.check.row(raw)
         if number is None or self.check.problems or self.failure is not None:
             return  # blank, or the check fails: nothing (more) to build
         self.position += 1
-        if self.as_is:
-            self.as_is = self._unchanged(raw, number)
-        if self.position == 1:  # the builder looks for its columns among all of them
-            row = _as_text(self.check.sheet.headers, raw)
-        else:
-            width = len(raw)
-            row = {h: (cell_text(raw[i]) or "") if i < width else "" for h, i in self._read}
+        cells = self._unchanged(raw, number) if self.as_is else None
+        self.as_is = cells is not None
         try:
+            if cells is not None and self.position > 1:
+                self.builder.add_cells(self.position, cells, number)
+                return
+            if self.position == 1:  # the builder looks for its columns among all of them
+                row = _as_text(self.check.sheet.headers, raw)
+            else:
+                width = len(raw)
+                row = {h: (cell_text(raw[i]) or "") if i < width else "" for h, i in self._read}
             self.builder.add(self.position, row, number)
         except MessageCentralValidationError as err:
             self.failure = err  # raised once the check has seen every row
 
-    def _unchanged(self, raw: list[Any], number: PhoneNumber) -> bool:
-        """The row as the build would write it: the number's digits, every value text."""
+    def _unchanged(self, raw: list[Any], number: PhoneNumber) -> list[str] | None:
+        """
+        The row's cells as the build would write them (the number's digits, the source columns' texts) when
+        the row holds exactly them; ``None`` when the build would change it. The check has seen every source
+        column of the row present and not blank.
+        """
         cell = raw[self.check.number.index]
-        if type(cell) is not str or (cell != number.national and cell != number.country_code + number.national):
-            return False
-        self._codes.add(number.country_code)
-        return len(self._codes) == 1 and all(type(raw[i]) is str for i in self._values)
+        msisdn = number.country_code + number.national
+        if type(cell) is not str or (cell != number.national and cell != msisdn):
+            return None
+        if number.country_code not in self._codes:
+            self._codes.add(number.country_code)
+            if len(self._codes) > 1:
+                return None
+        cells = [msisdn]
+        for index in self._source_at:
+            value = raw[index]
+            if type(value) is not str:
+                return None
+            cells.append(value)
+        return cells
 
 
 def _sent_as_given(one: _OnePass, built: BuiltWorkbooks, check: WorkbookCheck) -> bool:

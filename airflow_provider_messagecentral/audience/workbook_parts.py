@@ -106,7 +106,8 @@ class PartWriter:
         self.total = 0
         self._sheet: SheetWriter | None = None
         self._lines: list[bytes] = []  # the part's rows as UTF-8 (byte order is code point order)
-        self._names = [f"{name}=" for name in header]
+        # A row's digest line: ``name=text`` per cell, joined by \x1f (one ``str.format`` per row).
+        self._line = "\x1f".join(name.replace("{", "{{").replace("}", "}}") + "={}" for name in header).format
 
     def _open(self, index: int, first_row: int) -> None:
         self._close_part()
@@ -117,7 +118,7 @@ class PartWriter:
 
     def encoded(self, cells: list[str]) -> bytes | None:
         """The row's digest line (``name=text`` joined by ``\x1f``, UTF-8); ``None`` when UTF-8 cannot hold it."""
-        line = "\x1f".join([name + text for name, text in zip(self._names, cells, strict=True)])
+        line = self._line(*cells)
         if "\ufffe" in line or "\uffff" in line:
             line = line.translate(_AS_STORED)
         try:
@@ -139,8 +140,7 @@ class PartWriter:
         part.rows += 1
         part.mobiles.append(cells[0])
         if line is None:
-            text = "\x1f".join([name + text for name, text in zip(self._names, cells, strict=True)])
-            line = text.translate(_AS_STORED).encode("utf-8")
+            line = self._line(*cells).translate(_AS_STORED).encode("utf-8")
         self._lines.append(line)
         self.total += 1
 

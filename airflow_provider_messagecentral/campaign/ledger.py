@@ -67,9 +67,9 @@ def unit_key(
         "options": {k: str(v) for k, v in sorted(options.items()) if v not in (None, "")},
     }
     digest.update(json.dumps(head, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    for mobile in sorted(recipients):
-        digest.update(b"\n")
-        digest.update(mobile.encode("ascii", "replace"))
+    ordered = sorted(recipients)
+    if ordered:  # "\n" before each number, as one buffer
+        digest.update(("\n" + "\n".join(ordered)).encode("ascii", "replace"))
     digest.update(b"\x00")
     digest.update(content.encode("utf-8") if isinstance(content, str) else content)
     return f"{kind}-{digest.hexdigest()[:32]}"

@@ -68,26 +68,39 @@ class SuppressionList:
     unreadable: int = 0
     origin: str = "none"
     _cache: dict[str, bool] = field(default_factory=dict, repr=False)
+    _store_holds: bool | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
-        """Whether anything can be suppressed (numbers from the argument, or the store's table)."""
-        return self.store is not None or bool(self.numbers)
+        """Whether anything can be suppressed: numbers from the argument, or in the store's table (asked once)."""
+        return bool(self.numbers) or self._consults_store()
 
     def lookup(self, msisdns: Iterable[str]) -> set[str]:
-        """The suppressed numbers among ``msisdns``."""
+        """
+        The suppressed numbers among ``msisdns``.
+
+        The store's table is asked once whether it holds any number; when it does, each batch of
+        :data:`STORE_BATCH` numbers is one query (answers are remembered), else only the argument's numbers count.
+        """
         given = list(msisdns)
+        if not self._consults_store():
+            return {m for m in given if m in self.numbers}
+        assert self.store is not None
         wanted = [m for m in dict.fromkeys(given) if m not in self._cache]
-        if self.store is not None:
-            for start in range(0, len(wanted), STORE_BATCH):
-                batch = wanted[start : start + STORE_BATCH]
-                found = self.store.suppressed_among(batch)
-                for m in batch:
-                    self._cache[m] = m in found or m in self.numbers
-        else:
-            for m in wanted:
-                self._cache[m] = m in self.numbers
+        for start in range(0, len(wanted), STORE_BATCH):
+            batch = wanted[start : start + STORE_BATCH]
+            found = self.store.suppressed_among(batch)
+            for m in batch:
+                self._cache[m] = m in found or m in self.numbers
         return {m for m in given if self._cache[m]}
+
+    def _consults_store(self) -> bool:
+        """Whether the store's table has numbers to look up (asked once, on the first lookup)."""
+        if self.store is None:
+            return False
+        if self._store_holds is None:
+            self._store_holds = self.store.any_suppressed()
+        return self._store_holds
 
     def split(self, numbers: Sequence[PhoneNumber]) -> tuple[list[PhoneNumber], list[PhoneNumber]]:
         """``(kept, suppressed)``, both in input order."""

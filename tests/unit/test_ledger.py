@@ -27,6 +27,15 @@ def test_unit_key_is_deterministic_and_ignores_recipient_order() -> None:
     assert a.startswith("bulk-") and len(a) == len("bulk-") + 32
 
 
+def test_unit_key_stays_what_earlier_versions_computed() -> None:
+    # A retry after an upgrade must find the units an earlier version recorded: the key never changes.
+    options = {"sender_id": "MSGCTL", "empty": ""}
+    recipients = ["919816111112", "919816111111", "zoë"]
+    key = unit_key("file", recipients, "Hi ##var1##", options, content=b"\x01digest")
+    assert key == "file-8b7266277714c02164cecdc560fee0d7"
+    assert unit_key("bulk", [], "Hi", {}) == "bulk-db7f84712eb89e554873761f781263d0"
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -72,6 +72,9 @@ SCENARIOS: dict[str, tuple[list[list[Any]], dict[str, Any]]] = {
     "plus form": ([["+91 98161 00000", "A", "1"], *clean_rows()[1:]], {}),
     "zero prefix": ([["09816100000", "A", "1"], *clean_rows()[1:]], {}),
     "numeric cells": ([[9816100000, "A", 1.5], *clean_rows()[1:]], {}),
+    # Rows after the first that the build would change: it stops copying cells from there on.
+    "numeric value later": ([*clean_rows(3), ["9816100007", "Ravi", 7.25], *clean_rows(6)[3:]], {}),
+    "padded number later": ([*clean_rows(3), [" 9816100007 ", "Ravi", "7"], *clean_rows(6)[3:]], {}),
     "duplicate": ([*clean_rows(), ["919816100001", "again", "2"]], {}),
     "bad number": ([*clean_rows(), ["12345", "x", "1"]], {}),
     "empty value": ([*clean_rows(), ["9816100009", None, "1"]], {}),
@@ -116,6 +119,8 @@ def test_one_read_says_and_builds_what_check_then_build_did(tmp_path: Path, name
         ("plus form", False),
         ("zero prefix", False),
         ("numeric cells", False),
+        ("numeric value later", False),
+        ("padded number later", False),
         ("duplicate", False),
         ("blank row", False),
         ("split", False),

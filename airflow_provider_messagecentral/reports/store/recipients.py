@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy.engine import Connection, Dialect
 
 from airflow_provider_messagecentral.reports.store import tables as t
-from airflow_provider_messagecentral.reports.store.engine import chunks
+from airflow_provider_messagecentral.reports.store.value_list import each_of
 
 #: Reports match a campaign's recipients by mobile when dated in [first send - 1 min, last send + 3 days].
 WINDOW_BEFORE = timedelta(minutes=1)
@@ -64,6 +64,10 @@ def record_recipients(
     reports already stored onto them. ``campaign`` (as :func:`lock_campaign` read it) is updated in place, so
     that several units can be recorded in one transaction.
 
+    The recipients no report matched (usually all of them) go in with one statement that makes their rows
+    from the list of numbers bound as one value (:func:`.value_list.each_of`), in the list's order; the few
+    matched ones with their match, one row each.
+
     :param numbers: the unit's recipients, digits with country code.
     :param ids: the send's transaction and verification ids (``None`` when unknown).
     :param sent: when the unit was sent (naive UTC).
@@ -76,22 +80,29 @@ def record_recipients(
     ).rowcount
     window = _extend_campaign(conn, campaign, sent, int(removed or 0), len(numbers))
     matches = existing_matches(conn, tx, numbers, window)
-    unmatched = dict.fromkeys(_MATCH_COLUMNS)
-    rows = [
-        {
-            "campaign_key": campaign_key,
-            "unit_key": unit_key,
-            "mobile": mobile,
-            "message_id": tx,
-            "verification_id": vid,
-            "sent_at": sent,
-            **matches.get(mobile, unmatched),
-        }
-        for mobile in numbers
-    ]
-    if rows:
+    send = {
+        "campaign_key": campaign_key,
+        "unit_key": unit_key,
+        "message_id": tx,
+        "verification_id": vid,
+        "sent_at": sent,
+    }
+    plain = [mobile for mobile in numbers if mobile not in matches] if matches else numbers
+    if plain:
+        conn.execute(_insert_each(conn.dialect, plain), send)
+    if matches:
+        rows = [{**send, "mobile": mobile, **matches[mobile]} for mobile in numbers if mobile in matches]
         conn.execute(insert(t.recipients), rows)
     return len(matches)
+
+
+def _insert_each(dialect: Dialect, mobiles: Sequence[str]) -> Any:
+    """``INSERT`` of one unmatched recipient row per number of ``mobiles``, the send's values bound by name."""
+    rc = t.recipients.c
+    listed = each_of(dialect, mobiles, "mobiles")
+    send = [rc.campaign_key, rc.unit_key, rc.message_id, rc.verification_id, rc.sent_at]
+    bound = [type_coerce(bindparam(column.name), column.type) for column in send]
+    return insert(t.recipients).from_select(["mobile", *(c.name for c in send)], select(listed.c.value, *bound))
 
 
 def _extend_campaign(conn: Connection, campaign: dict[str, Any], sent: datetime, removed: int, added: int) -> Window:
@@ -138,8 +149,9 @@ def existing_matches(
     Reports already stored for new recipients: ``mobile -> recipient columns of the match``.
 
     By id: the report whose messageId is the send's transactionId (its mobile among ``mobiles``, or no mobile
-    and a single recipient). Else by mobile: the latest report (by submit date, else done date, else arrival)
-    for the number dated inside ``window``.
+    and a single recipient). Else by mobile: the latest report (by submit date, else done date, else arrival;
+    of equal dates, the one stored last) for the number dated inside ``window``. One query for the numbers,
+    whatever their count: they go to the database as one value (PostgreSQL: an array; SQLite: a JSON array).
     """
     r = t.reports.c
     cols = (r.message_id, r.mobile, r.status, r.error_code, r.submit_date, r.done_date, r.received_at)
@@ -150,15 +162,25 @@ def existing_matches(
         if row is not None and (row["mobile"] in wanted or (row["mobile"] is None and len(wanted) == 1)):
             mobile = row["mobile"] if row["mobile"] is not None else next(iter(wanted))
             found[mobile] = _match_columns(row, "id")
-    unique = sorted(wanted - set(found))
-    for chunk in chunks(unique):
-        for row in conn.execute(select(*cols).where(r.mobile.in_(chunk))).mappings():
-            date = row["submit_date"] or row["done_date"] or row["received_at"]
-            if not window[0] <= date <= window[1]:
-                continue
-            current = found.get(row["mobile"])
-            if current is None or (current["match_kind"] == "mobile" and date >= current["match_date"]):
-                found[row["mobile"]] = _match_columns(row, "mobile")
+    unique = list(wanted.difference(found))
+    if not unique:
+        return found
+    dated = func.coalesce(r.submit_date, r.done_date, r.received_at)
+    listed = each_of(conn.dialect, unique, "mobiles")  # the numbers first: one index probe each
+    query = (
+        select(*cols)
+        .select_from(listed)
+        .join(t.reports, r.mobile == listed.c.value)
+        .where(dated.between(*window))
+        .order_by(r.id)
+    )
+    for row in conn.execute(query).mappings():
+        date = row["submit_date"] or row["done_date"] or row["received_at"]
+        if not window[0] <= date <= window[1]:
+            continue
+        current = found.get(row["mobile"])
+        if current is None or (current["match_kind"] == "mobile" and date >= current["match_date"]):
+            found[row["mobile"]] = _match_columns(row, "mobile")
     return found
 
 

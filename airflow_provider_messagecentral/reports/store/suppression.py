@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from airflow_provider_messagecentral.reports.models import normalize_mobile
 from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.engine import StoreEngine, chunks, utcnow
+from airflow_provider_messagecentral.reports.store.value_list import one_of
 from airflow_provider_messagecentral.reports.store.views import iso, page_args, read_page
 
 
@@ -66,12 +67,15 @@ class SuppressionRoom(StoreEngine):
             return read_page(conn, query, t.suppression, page, page_size, _suppressed_item)
 
     def suppressed_among(self, mobiles: Iterable[str]) -> set[str]:
-        """The numbers among ``mobiles`` (digits with country code) that are on the suppression list."""
-        numbers = sorted({m for m in mobiles if m})
-        found: set[str] = set()
+        """The numbers among ``mobiles`` (digits with country code) that are on the suppression list: one query."""
+        numbers = {m for m in mobiles if m}
+        if not numbers:
+            return set()
+        mobile = t.suppression.c.mobile
         with self._read() as conn:
-            for chunk in chunks(numbers):
-                found.update(
-                    conn.execute(select(t.suppression.c.mobile).where(t.suppression.c.mobile.in_(chunk))).scalars()
-                )
-        return found
+            return set(conn.execute(select(mobile).where(one_of(conn.dialect, mobile, numbers))).scalars())
+
+    def any_suppressed(self) -> bool:
+        """Whether the suppression list holds any number (one indexed read)."""
+        with self._read() as conn:
+            return conn.execute(select(t.suppression.c.mobile).limit(1)).first() is not None
