@@ -41,7 +41,7 @@ def take_block(
     widths = set(map(len, raws))
     if builder.position == 0 or check.problems or len(widths) != 1:
         return False
-    if max(check.number.index, *source_at) >= min(widths):
+    if max([check.number.index, *source_at]) >= min(widths):
         return False
     number = list(map(itemgetter(check.number.index), raws))
     sources = [list(map(itemgetter(index), raws)) for index in source_at]
