@@ -12,6 +12,7 @@ name what is wrong: no verdict is made here, only "each row is as simple as that
 
 from __future__ import annotations
 
+import itertools
 from operator import itemgetter
 from typing import Any
 
@@ -55,7 +56,7 @@ def take_block(
     code, nationals = read
     if not codes.issubset({code}):
         return False
-    msisdns = [code + national for national in nationals]
+    msisdns = list(map(code.__add__, nationals))
     keys = set(map(int, msisdns))
     if not check.can_take(len(raws), keys) or not add_columns(builder, [msisdns, *sources], code, keys):
         return False
@@ -74,13 +75,17 @@ def add_columns(builder: AudienceBuilder, columns: list[list[str]], code: str, k
     """
     rows = len(columns[0])
     index = builder.accepted // builder.rows_per_file + 1
+    longest = [max(map(len, column)) for column in columns]
     if (
         builder.writer.writes
         or builder.problems
         or (builder.accepted + rows - 1) // builder.rows_per_file + 1 != index
         or not builder.seen.isdisjoint(keys)
-        or (builder.tally is not None and (len(builder.samples) < SAMPLES or not _one_segment(builder, columns)))
-        or max(max(map(len, column)) for column in columns) > EXCEL_MAX_CELL_CHARS
+        or max(longest) > EXCEL_MAX_CELL_CHARS
+        or (
+            builder.tally is not None
+            and (len(builder.samples) < SAMPLES or not _one_segment(builder, columns, longest))
+        )
     ):
         return False
     lines = builder.writer.encoded_columns(columns)
@@ -100,19 +105,21 @@ def add_columns(builder: AudienceBuilder, columns: list[list[str]], code: str, k
     return True
 
 
-def _one_segment(builder: AudienceBuilder, columns: list[list[str]]) -> bool:
+def _one_segment(builder: AudienceBuilder, columns: list[list[str]], longest: list[int]) -> bool:
     """
     Every row's text is plain GSM-7 of at most one part: the template's own characters and every value
     used are plain GSM-7 ASCII (one septet each), and the template's length plus each used value's longest
-    length times its uses fits one part.
+    length (``longest``, per column) times its uses fits one part.
     """
     empty = [""] * len(columns)
     fixed = builder.render(*empty)
-    longest = len(fixed)
+    if not plain_gsm7(fixed):
+        return False
+    bound = len(fixed)
+    used = []
     for position, column in enumerate(columns):
         uses = len(builder.render(*empty[:position], "x", *empty[position + 1 :])) - len(fixed)
         if uses:
-            if not plain_gsm7("\n".join(column)):
-                return False
-            longest += uses * max(map(len, column))
-    return plain_gsm7(fixed) and 0 < longest <= GSM7_SINGLE_LIMIT
+            used.append(column)
+            bound += uses * longest[position]
+    return 0 < bound <= GSM7_SINGLE_LIMIT and plain_gsm7("\n".join(itertools.chain.from_iterable(used)))
