@@ -53,6 +53,7 @@ NUMBER_LIKE_HEADERS = frozenset(
 )
 MAX_ROWS = 1_000_000
 _FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_FEW_F = 1_000
 
 
 @dataclass
@@ -87,10 +88,24 @@ def _has_formulas(content: bytes) -> bool:
         for name in archive.namelist():
             if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
                 continue
-            sheet = archive.read(name)
-            # A formula is an <f> element (perhaps <x:f>); most sheets hold neither "<f" nor ":f" (a quick find).
-            if (b"<f" in sheet or b":f" in sheet) and _FORMULA.search(sheet):
+            if _formula_in(archive.read(name)):
                 return True
+    return False
+
+
+def _formula_in(sheet: bytes) -> bool:
+    """
+    A formula is an ``<f>`` element (perhaps ``<x:f>``): an ``f`` right after ``<`` or ``:``. Most sheets hold
+    few ``f`` bytes (Excel keeps texts in the shared strings), counted and found at ``memchr`` speed, so a sheet
+    with a few is read once for them; one with many is searched for ``<f`` and ``:f``.
+    """
+    if sheet.count(b"f") > _FEW_F:
+        return (b"<f" in sheet or b":f" in sheet) and _FORMULA.search(sheet) is not None
+    at = sheet.find(b"f", 1)
+    while at > 0:
+        if sheet[at - 1] in b"<:":
+            return _FORMULA.search(sheet) is not None
+        at = sheet.find(b"f", at + 1)
     return False
 
 

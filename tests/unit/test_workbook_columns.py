@@ -160,3 +160,13 @@ def test_a_column_is_read_at_once_only_when_each_number_is(texts: list[str]) -> 
     if column is not None:
         assert [("91", n) for n in column[1]] == [tuple(read(t)) for t in texts]
     assert (column is not None) == (texts == ["9816100000", "919816100001"])
+
+
+@pytest.mark.parametrize("many_f", [False, True])
+@pytest.mark.parametrize("formula", [False, True])
+def test_a_workbook_with_a_formula_is_rebuilt_whatever_its_texts(tmp_path: Path, formula: bool, many_f: bool) -> None:
+    data = [[r[0], "fee of Jeff" if many_f else r[1], r[2]] for r in rows(600)]
+    path = write_book(tmp_path / "given.xlsx", data, formula=formula)
+    given = read_given_workbook(path, MESSAGE, tmp_path / "out", BuildOptions(tally=SegmentTally()))
+    assert given.built.as_given is not formula
+    assert given.check.rows == 600 + formula
