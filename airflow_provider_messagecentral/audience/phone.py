@@ -170,6 +170,33 @@ class _FastParser:
             return self._national_prefixed(text)
         return number
 
+    def nationals(self, texts: list[str]) -> list[str] | None:
+        """
+        The national numbers :meth:`parse` gives ``texts`` (each ASCII digits, national or with the code in
+        front), checked as one column: a ``fullmatch`` of the same patterns per number, no call per text.
+        ``None`` when one of them would not come out of :meth:`parse`'s first steps (then read them one by one).
+        """
+        code, plan = self.code, self.plan
+        joined = "".join(texts)
+        if plan is None or not texts or not (joined.isascii() and joined.isdigit()):
+            return None
+        size = len(code)
+        if max(map(len, texts)) > 10:
+            texts = [t[size:] if len(t) > 10 and t.startswith(code) else t for t in texts]
+        lengths = set(map(len, texts))
+        # digit texts: the least starts with "0" when one does
+        if min(lengths) == 0 or max(lengths) > MAX_FAST_DIGITS or min(texts)[0] == "0":
+            return None
+        by_length = self._by_length
+        if by_length is None:
+            return texts if all(map(plan.valid, texts)) else None
+        for length in lengths:
+            pattern = by_length.get(length)
+            column = texts if len(lengths) == 1 else [n for n in texts if len(n) == length]
+            if pattern is None or not all(map(pattern.fullmatch, column)):
+                return None
+        return texts
+
     def _international(self, digits: str) -> PhoneNumber | None:
         if not digits.isdigit() or digits[0] == "0":  # no country code starts with 0: libphonenumber decides
             return None
@@ -273,10 +300,23 @@ def number_reader(default_country: str | int = "91") -> NumberReader:
     return read
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
+def read_nationals(texts: list[str], default_country: str | int) -> tuple[str, list[str]] | None:
     """
-    No cyclic garbage collection while a long list of numbers is made.
+    A column of digit texts read as :func:`number_reader` reads each (:meth:`_FastParser.nationals`): the
+    dialling code and the national numbers, when every one is valid under ``default_country``; else ``None``.
+    """
+    try:
+        code = _clean_code(default_country)
+    except ValueError:
+        return None
+    nationals = _parser_for(code).nationals(texts)
+    return None if nationals is None else (code, nationals)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """
+    No cyclic garbage collection while a long list of numbers (or rows) is made.
 
     A :class:`PhoneNumber` is a tuple subclass, which the collector keeps tracking (it untracks only exact
     tuples of atoms), so every full collection during the loop would walk all the numbers made so far again:
@@ -307,7 +347,7 @@ def normalize_numbers(raw_numbers: Iterable[object], default_country: str | int 
     seen: set[str] = set()
     valid_values: set[object] = set()
     numbers = audience.numbers
-    with _collector_paused():
+    with collector_paused():
         for position, raw in enumerate(raw_numbers, start=1):
             kind = type(raw)
             fast = parser is not None and (kind is str or kind is int)

@@ -105,7 +105,7 @@ class AudienceBuilder:
         # rows waiting for the suppression lookup: (cells, digest line, country code, part index, text, its segments)
         self.pending: list[tuple[list[str], bytes | None, str, int, str, SegmentInfo | None]] = []
         self._read_number = number_reader(default_country)
-        self._render = message_template(message, self.header)
+        self.render = message_template(message, self.header)
 
     def _cells(self, row: Mapping[str, object], number: PhoneNumber | None) -> tuple[list[str], PhoneNumber] | None:
         """The row's cell texts (msisdn first) when it is clean; ``None`` sends it to :meth:`_examine`."""
@@ -190,7 +190,7 @@ class AudienceBuilder:
         """Count, de-duplicate and write (or queue for the suppression lookup) a valid row."""
         text, info = "", None
         if self.tally is not None:
-            text = self._render(*cells)
+            text = self.render(*cells)
             info = self.tally.check(text, where=f"row {self.position}")
         key = int(cells[0])  # ints: a set of a million numbers stays small
         if key in self.seen:

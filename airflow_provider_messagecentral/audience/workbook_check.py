@@ -243,6 +243,30 @@ class RowCheck:
             self.sample.append(_as_text(self.sheet.headers, raw))
         return parsed
 
+    def can_take(self, rows: int, keys: set[int]) -> bool:
+        """
+        :meth:`take` would count ``rows`` rows: under ``max_rows``, the sample full, no number seen before.
+
+        :param keys: the rows' numbers (msisdn digits as ints), one per row: no duplicate among them.
+        """
+        return (
+            len(keys) == rows
+            and self.count + rows <= self.max_rows
+            and len(self.sample) >= SAMPLE_ROWS
+            and self.seen.isdisjoint(keys)
+        )
+
+    def take(self, rows: int, keys: set[int]) -> None:
+        """
+        Count the next ``rows`` rows, each one :meth:`row` would pass (a usable number, every needed value
+        present: the caller saw it) and :meth:`can_take` allows: what :meth:`row` records of them, at once.
+        """
+        self.count += rows
+        self.first = self.first or self.row_number + 1
+        self.row_number += rows
+        self.last = self.row_number
+        self.seen.update(keys)
+
     def _clean(self, raw: list[Any], cell: object) -> PhoneNumber | None:
         """The number of a row without a problem; ``None`` sends the row to :func:`_row_problems`."""
         text = cell_text(cell)

@@ -18,6 +18,7 @@ digest is of the rows' texts, not of the file.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_messagecentral.audience.phone import PhoneNumber
+from airflow_provider_messagecentral.audience.phone import PhoneNumber, collector_paused
 from airflow_provider_messagecentral.audience.rows import cell_text
 from airflow_provider_messagecentral.audience.workbook_build import (
     AudienceBuilder,
@@ -42,6 +43,7 @@ from airflow_provider_messagecentral.audience.workbook_check import (
     _Sheet,
     read_checked,
 )
+from airflow_provider_messagecentral.audience.workbook_columns import BLOCK_ROWS, FIRST_ROWS, take_block
 from airflow_provider_messagecentral.exceptions import MessageCentralValidationError
 from airflow_provider_messagecentral.safety.cost import SegmentTally
 
@@ -51,6 +53,7 @@ NUMBER_LIKE_HEADERS = frozenset(
 )
 MAX_ROWS = 1_000_000
 _FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_FEW_F = 1_000
 
 
 @dataclass
@@ -85,10 +88,24 @@ def _has_formulas(content: bytes) -> bool:
         for name in archive.namelist():
             if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
                 continue
-            sheet = archive.read(name)
-            # A formula is an <f> element (perhaps <x:f>); most sheets hold neither "<f" nor ":f" (a quick find).
-            if (b"<f" in sheet or b":f" in sheet) and _FORMULA.search(sheet):
+            if _formula_in(archive.read(name)):
                 return True
+    return False
+
+
+def _formula_in(sheet: bytes) -> bool:
+    """
+    A formula is an ``<f>`` element (perhaps ``<x:f>``): an ``f`` right after ``<`` or ``:``. Most sheets hold
+    few ``f`` bytes (Excel keeps texts in the shared strings), counted and found at ``memchr`` speed, so a sheet
+    with a few is read once for them; one with many is searched for ``<f`` and ``:f``.
+    """
+    if sheet.count(b"f") > _FEW_F:
+        return (b"<f" in sheet or b":f" in sheet) and _FORMULA.search(sheet) is not None
+    at = sheet.find(b"f", 1)
+    while at > 0:
+        if sheet[at - 1] in b"<:":
+            return _FORMULA.search(sheet) is not None
+        at = sheet.find(b"f", at + 1)
     return False
 
 
@@ -105,6 +122,15 @@ class _OnePass:
         self._read = [(h, i) for i, h in enumerate(headers) if h and h in builder.sources.values()]
         # Laid out as given (every source a column of that name, once), the builder's cells are the row's own.
         self._source_at = [headers.index(s) for s in builder.sources.values()] if as_is else []
+
+    def block(self, raws: list[list[Any]]) -> None:
+        """The next rows: at once when each is clean and as the build would write it (:mod:`.workbook_columns`)."""
+        taken = self.as_is and self.failure is None
+        if taken and take_block(self.check, self.builder, raws, self._source_at, self._codes):
+            self.position += len(raws)
+            return
+        for raw in raws:
+            self.row(raw)
 
     def row(self, raw: list[Any]) -> None:
         number = self.check.row(raw)
@@ -195,8 +221,9 @@ def read_given_workbook(
     builder = start_build(message, out_dir, replace(options, tally=scratch), write=not as_is)
     try:
         one = _OnePass(check, builder, as_is)
-        for raw in sheet.rows:
-            one.row(raw)
+        with collector_paused():  # rows, numbers and lines hold no cycles (see collector_paused)
+            for raws in _blocks(sheet.rows):
+                one.block(raws)
         checked = check.finish()
         if one.failure is not None:
             raise one.failure
@@ -214,6 +241,14 @@ def read_given_workbook(
         return GivenWorkbook(checked, built)
     rows = _rows(_open_sheet(path, content))
     return GivenWorkbook(checked, build_workbooks(rows, message, out_dir, **options.arguments()))
+
+
+def _blocks(rows: Iterator[list[Any]]) -> Iterator[list[list[Any]]]:
+    """The first few rows, then blocks of rows."""
+    size = FIRST_ROWS
+    while block := list(itertools.islice(rows, size)):
+        yield block
+        size = BLOCK_ROWS
 
 
 def _rows(sheet: _Sheet) -> Iterator[dict[str, str]]:

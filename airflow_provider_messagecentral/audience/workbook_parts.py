@@ -144,6 +144,36 @@ class PartWriter:
         self._lines.append(line)
         self.total += 1
 
+    def encoded_columns(self, columns: list[list[str]]) -> list[bytes] | None:
+        """
+        :meth:`encoded` of many rows given as columns (each a list of cell texts, the header's order);
+        ``None`` when a row's line is not plain UTF-8 of its texts (then encode the rows one by one).
+        """
+        lines = list(map(self._line, *columns))
+        joined = "\n".join(lines)
+        if "\ufffe" in joined or "\uffff" in joined:
+            return None
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return list(map(str.encode, lines))
+
+    def write_lines(self, mobiles: list[str], lines: list[bytes], index: int, first_row: int) -> None:
+        """
+        :meth:`write` of many rows that are recorded, not written (``write=False``): their msisdns and their
+        :meth:`encoded` lines.
+        """
+        if self.writes:
+            raise RuntimeError("write_lines records rows of a part that is not written")
+        if not self.parts or self.parts[-1].index != index:
+            self._open(index, first_row)
+        part = self.parts[-1]
+        part.rows += len(mobiles)
+        part.mobiles.extend(mobiles)
+        self._lines.extend(lines)
+        self.total += len(mobiles)
+
     def _close_part(self) -> None:
         if self._sheet is not None:
             self._sheet.close()

@@ -128,6 +128,7 @@ _ASCII_NOT_GSM7 = re.compile(
     "[" + re.escape("".join(chr(c) for c in range(128) if chr(c) not in GSM7_BASIC | GSM7_EXTENSION)) + "]"
 )
 _ASCII_EXTENSION = re.compile("[" + re.escape("".join(ch for ch in GSM7_EXTENSION if ch.isascii())) + "]")
+_ASCII_BASIC = bytes(code for code in range(128) if chr(code) in GSM7_BASIC)
 _DROP_EXTENSION = str.maketrans("", "", "".join(ch for ch in GSM7_EXTENSION if ch.isascii()))
 
 
@@ -142,3 +143,12 @@ def analyse(text: str) -> SegmentInfo:
     enc = encoding(text)
     units = septets(text) if enc == GSM7 else utf16_units(text)
     return SegmentInfo(encoding=enc, characters=len(text), units=units, segments=segments(text))
+
+
+def plain_gsm7(text: str) -> bool:
+    """
+    Every character of ``text`` is one GSM-7 septet of the basic set and ASCII: its length is its septets.
+
+    One test of many texts at once (joined by ``"\\n"``, itself such a character) tells that each is.
+    """
+    return text.isascii() and not text.encode("ascii").translate(None, _ASCII_BASIC)
