@@ -40,12 +40,11 @@ OPTIONS_ENV = "MESSAGECENTRAL_RECEIVER_OPTIONS"
 
 
 async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("Report store error: %s", type(exc).__name__)
-    return JSONResponse(status_code=503, content={"detail": "report store unavailable"})
+    return callbacks.store_unavailable(exc)
 
 
 async def _store_not_configured(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"detail": f"report store not configured: {exc}"})
+    return callbacks.store_not_configured(exc)
 
 
 def create_app(
@@ -108,11 +107,13 @@ def compose_app(config: ReceiverConfig, read_auth: ReadAuth | None = None) -> Fa
         openapi_url=None,
     )
     app.state.receiver = config
+    callback = callbacks.CallbackEndpoint(config)
     app.add_middleware(RedactCallbackPathMiddleware)
+    app.add_middleware(callbacks.CallbackFastPath, endpoint=callback)  # outermost: callbacks skip the rest
     app.add_exception_handler(SQLAlchemyError, _store_unavailable)
     app.add_exception_handler(StoreNotConfigured, _store_not_configured)
     reader = [Depends(read_auth or read_api.bearer_auth)]
-    app.include_router(callbacks.router)
+    app.router.routes.extend(callbacks.callback_routes(callback))
     app.include_router(read_api.health_router)
     app.include_router(dashboard_router(config.store, dependencies=reader))
     app.include_router(read_api.router, dependencies=reader)

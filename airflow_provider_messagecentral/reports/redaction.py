@@ -49,6 +49,18 @@ def install_log_redaction(logger_names: Sequence[str] = ("uvicorn.access", "uvic
                 target.addFilter(CallbackSecretFilter())
 
 
+def redact_scope_path(scope: Scope) -> None:
+    """Replace the secret in an answered request's ``path`` and ``raw_path`` by ``***`` (see below)."""
+    if scope.get("type") != "http":
+        return
+    path = scope.get("path")
+    if isinstance(path, str) and "/callback/" in path:
+        scope["path"] = redact_callback_path(path)
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and b"/callback/" in raw:
+        scope["raw_path"] = redact_callback_path(raw.decode("latin-1")).encode("latin-1")
+
+
 class RedactCallbackPathMiddleware:
     """
     ASGI middleware: once a request is answered, replace the secret in ``scope["path"]`` by ``***``.
@@ -68,10 +80,4 @@ class RedactCallbackPathMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            if scope.get("type") == "http":
-                path = scope.get("path")
-                if isinstance(path, str) and "/callback/" in path:
-                    scope["path"] = redact_callback_path(path)
-                raw = scope.get("raw_path")
-                if isinstance(raw, bytes) and b"/callback/" in raw:
-                    scope["raw_path"] = redact_callback_path(raw.decode("latin-1")).encode("latin-1")
+            redact_scope_path(scope)

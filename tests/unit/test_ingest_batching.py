@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from helpers import REPORT_T0, report, report_time
 from hypothesis import HealthCheck, given, settings
@@ -156,6 +157,76 @@ def test_one_batch_answers_and_stores_what_one_request_after_another_would(tmp_p
         alone.dispose()
 
     check()
+
+
+def _recipients(store: ReportStore, key: str) -> dict[str, tuple[Any, ...]]:
+    rc = t.recipients.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(rc.mobile, rc.status, rc.report_message_id, rc.match_kind).where(rc.campaign_key == key)
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgresql_batches_store_what_sqlite_stores_one_request_after_another(pg_url: str, tmp_path: Path) -> None:
+    """
+    PostgreSQL writes a batch in set-based statements (reports/store/ingest_pg.py); SQLite committing the same
+    requests one after another is the reference. Arbitrary batches (several reports of one message or one
+    mobile, reports without a mobile, recipients sent with the report's id or matched by mobile, on top of
+    a stored state) get the same answers and leave every message and recipient with the same status and match.
+    """
+    pg = ReportStore(pg_url)
+    counter = iter(range(10_000))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(one_report, max_size=3), batches, st.lists(st.booleans(), min_size=3, max_size=3))
+    def check(before: list[dict[str, Any]], docs: list[list[dict[str, Any]]], no_mobile: list[bool]) -> None:
+        n = next(counter)
+        mobile = {f"m{i}": f"9198{n:05d}{i:03d}" for i in (1, 2, 3)}
+        mobile["m3"] = mobile["m2"]  # two messages to one number: several updates of one recipient per batch
+
+        def validated(items: list[dict[str, Any]]) -> list[DeliveryReport]:
+            out = []
+            for doc in items:
+                dates = {k: (None if doc[k] is None else at(doc[k])) for k in ("doneDate", "submitDate")}
+                i = int(doc["messageId"][1])
+                number = None if no_mobile[i - 1] and i != 3 else mobile[doc["messageId"]]
+                out.append(report(f"e{n}-{doc['messageId']}", doc["status"], mobile=number, **dates))
+            return out
+
+        alone = ReportStore(f"sqlite:///{tmp_path}/ref{n}.db")
+        keys = []
+        for s in (pg, alone):
+            key = make_campaign_key("dag", f"run{n}", "send")
+            s.ensure_campaign(key, dag_id="dag", run_id=f"run{n}", task_id="send", kind="bulk")
+            for i in (1, 2):  # sent one by one: the transaction id is the report's message id
+                s.mark_accepted(
+                    key,
+                    f"u{i}",
+                    transaction_id=f"e{n}-m{i}",
+                    verification_id=None,
+                    response={},
+                    mobiles=[mobile[f"m{i}"]],
+                    sent_at=REPORT_T0,
+                )
+            if before:
+                s.ingest(validated(before), [])
+            keys.append(key)
+        requests_ = [IngestRequest(validated(d), [json.dumps(d)]) for d in docs]
+        batched = [_counts(r) for r in pg.ingest_batch(requests_)]
+        sequential = [_counts(alone.ingest(list(r.reports), list(r.raw_bodies))) for r in requests_]
+        assert batched == sequential
+        mine = {m: v[0] for m, v in _rows(pg).items() if m.startswith(f"e{n}-")}
+        assert mine == {m: v[0] for m, v in _rows(alone).items()}
+        assert _recipients(pg, keys[0]) == _recipients(alone, keys[1])
+        alone.dispose()
+
+    try:
+        check()
+    finally:
+        pg.dispose()
 
 
 # --------------------------------------------------------------------------- the writer

@@ -30,10 +30,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport, IngestResult
-from airflow_provider_messagecentral.reports.store import precedence
 from airflow_provider_messagecentral.reports.store.attribution import BatchAttribution, IngestRequest
 from airflow_provider_messagecentral.reports.store.engine import StoreEngine, utcnow
 from airflow_provider_messagecentral.reports.store.group_commit import GroupCommit
+from airflow_provider_messagecentral.reports.store.ingest_pg import PostgresIngest
 from airflow_provider_messagecentral.reports.store.ingest_sql import IngestSQL, IngestStatements
 
 __all__ = ["INGEST_ATTEMPTS", "IngestRequest", "IngestRoom", "IngestStatements"]
@@ -132,14 +132,33 @@ class IngestRoom(StoreEngine):
         """The statements of :meth:`ingest`, built and compiled once per store."""
         return IngestSQL(self.engine.dialect)
 
-    def _ingest_tx(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
+    @functools.cached_property
+    def _postgresql(self) -> PostgresIngest:
+        """The set-based statements of PostgreSQL ingest, built and compiled once per store."""
+        return PostgresIngest(self.engine.dialect, self._ingest_sql)
+
+    def _ingest_postgresql(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
         """
-        One ingest transaction (``results`` gets one answer per request once it committed).
+        One ingest transaction on PostgreSQL: :mod:`.ingest_pg` (the steps of :meth:`_ingest_sqlite` as
+        set-based statements in two round trips, the commit in the second) on the driver of a write
+        connection, whose own commit then finds nothing left to do.
+        """
+        with self._write() as conn:
+            results[:] = self._postgresql.transaction(conn.connection.driver_connection, batch, now)
+
+    def _ingest_tx(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
+        """One ingest transaction (``results`` gets one answer per request once it committed)."""
+        if self.dialect == "sqlite":
+            self._ingest_sqlite(batch, now, results)
+        else:
+            self._ingest_postgresql(batch, now, results)
+
+    def _ingest_sqlite(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
+        """
+        One ingest transaction on SQLite (:mod:`.ingest_pg` takes the same steps set-based on PostgreSQL).
 
         1. The stored standing of the batch's messages is read and held: SQLite's writer holds the whole
-           database; PostgreSQL first inserts each message's last winner where no row exists (``ON CONFLICT DO
-           NOTHING``: for those the batch's judgement from "nothing stored" is the right one) and reads the
-           others ``FOR UPDATE``, both in ``messageId`` order.
+           database.
         2. The batch is judged from what is held (:meth:`.attribution.BatchAttribution.settle`): a verdict
            on the rows as they are while this transaction holds them, never on an earlier read.
         3. New messages are inserted; replaced ones go through the report upsert, whose ``WHERE`` is the
@@ -152,11 +171,11 @@ class IngestRoom(StoreEngine):
             raw = batch.raw_rows()
             if raw:
                 sql.add_raw(cursor, [sql.raw_row(now, remote, body) for remote, body in raw])
-            inserted, held = self._hold(cursor, batch, now)
+            held = sql.held(cursor, batch.message_ids)
             answers, winners, stored = batch.settle(held)
-            changed = [winners[mid] for mid in batch.message_ids if mid in winners and mid not in inserted]
-            fresh = [report for report in changed if held.get(report.messageId) is None]
-            replacing = [report for report in changed if held.get(report.messageId) is not None]
+            changed = [winners[mid] for mid in batch.message_ids if mid in winners]
+            fresh = [report for report in changed if report.messageId not in held]
+            replacing = [report for report in changed if report.messageId in held]
             if fresh:
                 sql.add_new(cursor, [sql.report_row(report, now) for report in fresh])
             if replacing:
@@ -165,20 +184,6 @@ class IngestRoom(StoreEngine):
                 self._match_reports(conn, stored, now)
         results[:] = answers
 
-    def _hold(
-        self, cursor: Any, batch: BatchAttribution, now: datetime
-    ) -> tuple[set[str], dict[str, precedence.Standing | None]]:
-        """Step 1 of :meth:`_ingest_tx`: (messages inserted already, stored standing of every message)."""
-        sql = self._ingest_sql
-        if self.dialect == "sqlite":
-            return set(), dict(sql.held(cursor, batch.message_ids))
-        if_new = batch.settle({}).winners
-        rows = [sql.report_row(if_new[mid], now) for mid in batch.message_ids]
-        inserted = sql.add_new(cursor, rows)
-        held: dict[str, precedence.Standing | None] = dict.fromkeys(inserted)
-        held.update(sql.held(cursor, [mid for mid in batch.message_ids if mid not in inserted]))
-        return inserted, held
-
     def _match_reports(self, conn: Connection, winners: Iterable[DeliveryReport], now: datetime) -> None:
         """
         Copy newly stored reports onto the recipients they match (by id, else by mobile in window).
@@ -186,6 +191,9 @@ class IngestRoom(StoreEngine):
         The updates run in one order in every transaction (by id: messageId then mobile; by mobile: mobile then
         messageId), so two concurrent batches never wait for each other's recipient rows in opposite orders.
         """
+        if self.dialect != "sqlite":
+            self._postgresql.match(conn.connection.driver_connection, list(winners), now)
+            return
         sql = self._ingest_sql
         cursor = sql.cursor(conn)
         params = [sql.match_params(report, now) for report in winners]

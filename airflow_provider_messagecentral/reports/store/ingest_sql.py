@@ -13,29 +13,26 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
-    MetaData,
-    Table,
+    DateTime,
+    Integer,
+    String,
     and_,
     bindparam,
     exists,
     insert,
     literal_column,
     or_,
-    select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.schema import CreateTable
 
 from airflow_provider_messagecentral.reports.models import DeliveryReport
 from airflow_provider_messagecentral.reports.store import precedence
@@ -57,8 +54,6 @@ REPLACED = (
 )
 REPORT_COLUMNS = ("message_id", *REPLACED)
 RAW_COLUMNS = ("received_at", "remote", "body")
-#: PostgreSQL: the temporary table new reports are copied into before they are merged into ``mc_reports``.
-STAGE_TABLE = "mc_ingest_stage"
 
 
 @dataclass(frozen=True)
@@ -100,47 +95,74 @@ class IngestStatements:
             set_={name: getattr(upsert.excluded, name) for name in REPLACED},
             where=precedence.report_replaces(upsert.excluded, dialect),
         )
-        rc, cc = t.recipients.c, t.campaigns.c
-        copied: dict[str, Any] = {
-            "report_message_id": bindparam("b_mid"),
-            "match_date": bindparam("b_date"),
-            "status": bindparam("b_status"),
-            "error_code": bindparam("b_error"),
-            "submit_date": bindparam("b_submit"),
-            "done_date": bindparam("b_done"),
-        }
-        takes = precedence.recipient_takes(dialect)
-        in_window = exists().where(
-            cc.campaign_key == rc.campaign_key,
-            cc.window_start <= bindparam("b_date"),
-            cc.window_end >= bindparam("b_date"),
-        )
-        # Our own constants, inlined: the driver statements then take nothing but the rows' values.
-        by_id: ColumnElement[str] = literal_column("'id'")
-        by_mobile: ColumnElement[str] = literal_column("'mobile'")
-        later_by_mobile = and_(
-            rc.match_kind == by_mobile,
-            or_(rc.report_message_id == bindparam("b_mid"), rc.match_date <= bindparam("b_date")),
-        )
         insert_new = dialect_insert(dialect, t.reports).on_conflict_do_nothing(index_elements=["message_id"])
+        by_id_mobile, by_id_only, by_mobile = match_statements(dialect, ROW_MATCH_SOURCE)
         return cls(
             insert_new=insert_new.returning(t.reports.c.message_id),
             upsert=upsert.returning(t.reports.c.message_id),
-            by_id_mobile=update(t.recipients)
-            .where(rc.message_id == bindparam("b_mid"), rc.mobile == bindparam("b_mobile"), takes)
-            .values(match_kind=by_id, **copied),
-            by_id_only=update(t.recipients)
-            .where(rc.message_id == bindparam("b_mid"), takes)
-            .values(match_kind=by_id, **copied),
-            by_mobile=update(t.recipients)
-            .where(
-                rc.mobile == bindparam("b_mobile"),
-                or_(rc.match_kind.is_(None), later_by_mobile),
-                in_window,
-                takes,
-            )
-            .values(match_kind=by_mobile, **copied),
+            by_id_mobile=by_id_mobile,
+            by_id_only=by_id_only,
+            by_mobile=by_mobile,
         )
+
+
+#: What the recipient updates copy from a report (:meth:`IngestSQL.match_params`): parameter name -> type.
+MATCH_VALUES: dict[str, Any] = {
+    "b_mid": String(),
+    "b_mobile": String(),
+    "b_status": String(),
+    "b_error": Integer(),
+    "b_submit": DateTime(),
+    "b_done": DateTime(),
+    "b_date": DateTime(),
+    "b_final": Integer(),
+    "b_done_key": DateTime(),
+    "b_submit_key": DateTime(),
+}
+#: One report's values as bound parameters (the rank typed, as :func:`.precedence.recipient_takes` binds it).
+ROW_MATCH_SOURCE: dict[str, Any] = {
+    name: bindparam(name, type_=kind) if name in ("b_final", "b_done_key", "b_submit_key") else bindparam(name)
+    for name, kind in MATCH_VALUES.items()
+}
+
+
+def match_statements(dialect: str, b: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """
+    The recipient updates (see :class:`IngestStatements`) that copy the report whose values ``b`` holds
+    (:data:`MATCH_VALUES` names): bound parameters of one report (:data:`ROW_MATCH_SOURCE`), or the columns
+    of a set of reports an ``UPDATE ... FROM`` joins (:mod:`.ingest_pg`).
+    """
+    rc, cc = t.recipients.c, t.campaigns.c
+    copied: dict[str, Any] = {
+        "report_message_id": b["b_mid"],
+        "match_date": b["b_date"],
+        "status": b["b_status"],
+        "error_code": b["b_error"],
+        "submit_date": b["b_submit"],
+        "done_date": b["b_done"],
+    }
+    takes = precedence.recipient_takes(dialect, b["b_mid"], (b["b_final"], b["b_done_key"], b["b_submit_key"]))
+    in_window = exists().where(
+        cc.campaign_key == rc.campaign_key,
+        cc.window_start <= b["b_date"],
+        cc.window_end >= b["b_date"],
+    )
+    # Our own constants, inlined: the driver statements then take nothing but the rows' values.
+    by_id: ColumnElement[str] = literal_column("'id'")
+    by_mobile: ColumnElement[str] = literal_column("'mobile'")
+    later_by_mobile = and_(
+        rc.match_kind == by_mobile,
+        or_(rc.report_message_id == b["b_mid"], rc.match_date <= b["b_date"]),
+    )
+    return (
+        update(t.recipients)
+        .where(rc.message_id == b["b_mid"], rc.mobile == b["b_mobile"], takes)
+        .values(match_kind=by_id, **copied),
+        update(t.recipients).where(rc.message_id == b["b_mid"], takes).values(match_kind=by_id, **copied),
+        update(t.recipients)
+        .where(rc.mobile == b["b_mobile"], or_(rc.match_kind.is_(None), later_by_mobile), in_window, takes)
+        .values(match_kind=by_mobile, **copied),
+    )
 
 
 class DriverStatement:
@@ -200,7 +222,6 @@ class IngestSQL:
         self.dialect = dialect.name
         self.statements = IngestStatements.build(self.dialect)
         s = self.statements
-        self._sqlite = self.dialect == "sqlite"
         self.raw = DriverStatement(insert(t.raw_reports), dialect, RAW_COLUMNS)
         self.insert_new = DriverStatement(s.insert_new, dialect, REPORT_COLUMNS)
         self.upsert = DriverStatement(s.upsert, dialect, REPORT_COLUMNS)
@@ -210,70 +231,31 @@ class IngestSQL:
         self._epoch = self.value(precedence.EPOCH)
         self._held_sql = f"SELECT message_id, status, is_final, done_date, submit_date FROM {t.reports.name} WHERE "
         self._sent_sql = f"SELECT message_id, count(*) FROM {t.recipients.name} WHERE "
-        if not self._sqlite:
-            self._postgresql_statements(dialect)
-
-    def _postgresql_statements(self, dialect: Dialect) -> None:
-        """The ``COPY`` statements of :meth:`add_raw` and :meth:`add_new` and the staging table's."""
-        stage = Table(
-            STAGE_TABLE,
-            MetaData(),
-            *(Column(name, t.reports.c[name].type) for name in REPORT_COLUMNS),
-            prefixes=["TEMPORARY"],
-        )
-        # Created once per connection (IF NOT EXISTS: a rolled-back transaction may have dropped it), emptied.
-        create = CreateTable(stage, if_not_exists=True).compile(dialect=dialect).string
-        self._stage_ready = f"{create.strip()}; DELETE FROM {STAGE_TABLE}"
-        self._copy_stage = f"COPY {STAGE_TABLE} ({', '.join(REPORT_COLUMNS)}) FROM STDIN"
-        self._copy_raw = f"COPY {t.raw_reports.name} ({', '.join(RAW_COLUMNS)}) FROM STDIN"
-        merge = (
-            pg_insert(t.reports)
-            .from_select(list(REPORT_COLUMNS), select(*stage.c).order_by(stage.c.message_id))
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(t.reports.c.message_id)
-        )
-        self._merge_stage = merge.compile(dialect=dialect).string
 
     def add_raw(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
-        """Append rows (:meth:`raw_row`) to the raw audit table (PostgreSQL: ``COPY``)."""
-        if self._sqlite:
-            self.raw.executemany(cursor, rows)
-            return
-        raw_values = itemgetter(*RAW_COLUMNS)
-        with cursor.copy(self._copy_raw) as copy:
-            for row in rows:
-                copy.write_row(raw_values(row))
+        """Append rows (:meth:`raw_row`) to the raw audit table."""
+        self.raw.executemany(cursor, rows)
 
     def add_new(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
         """
-        Insert reports (:meth:`report_row`) unless their message is stored; the message ids inserted.
-
-        On SQLite it is called only for messages the transaction read as not stored, while it holds the
-        database: all of them are inserted. On PostgreSQL the rows are copied (``COPY``) into a temporary
-        staging table and merged from it in ``messageId`` order (``ON CONFLICT DO NOTHING RETURNING``): three
-        round trips whatever the batch, where ``executemany`` spent more Python per row than the server did.
+        Insert reports (:meth:`report_row`) of messages the transaction read as not stored, while it holds the
+        database (SQLite); the message ids inserted: all of them.
         """
-        if self._sqlite:
-            self.insert_new.executemany(cursor, rows)
-            return {row["message_id"] for row in rows}
-        report_values = itemgetter(*REPORT_COLUMNS)
-        cursor.execute(self._stage_ready)
-        with cursor.copy(self._copy_stage) as copy:
-            for row in rows:
-                copy.write_row(report_values(row))
-        cursor.execute(self._merge_stage)
-        return {value for value, *_ in cursor.fetchall()}
+        self.insert_new.executemany(cursor, rows)
+        return {row["message_id"] for row in rows}
 
     @staticmethod
     def cursor(conn: Connection) -> Any:
         """The DBAPI cursor of ``conn``'s connection (inside its SQLAlchemy transaction)."""
         return conn.connection.cursor()
 
-    def value(self, when: datetime | None) -> Any:
-        """A date as the driver takes it: SQLAlchemy's SQLite text form, or the datetime itself."""
-        if when is None or not self._sqlite:
-            return when
-        return when.isoformat(" ", "microseconds")
+    @staticmethod
+    def value(when: datetime | None) -> str | None:
+        """
+        A date as the statements take it: SQLAlchemy's SQLite text form (``2024-05-01 13:59:18.000000``),
+        which PostgreSQL reads as a ``timestamp`` too (:mod:`.ingest_pg` sends rows as JSON).
+        """
+        return None if when is None else when.isoformat(" ", "microseconds")
 
     def _date(self, stored: Any) -> datetime | None:
         if stored is None or isinstance(stored, datetime):
@@ -328,18 +310,16 @@ class IngestSQL:
             sent.update(cursor.fetchall())
         return sent
 
-    def _in_list(self, head: str, chunk: Sequence[str], tail: str) -> tuple[str, tuple[Any, ...]]:
-        """``head`` + ``message_id`` in ``chunk`` + ``tail``, with the driver's parameters."""
-        if self._sqlite:
-            return f"{head}message_id IN ({','.join('?' * len(chunk))}){tail}", tuple(chunk)
-        return f"{head}message_id = ANY(%s){tail}", (list(chunk),)
+    @staticmethod
+    def _in_list(head: str, chunk: Sequence[str], tail: str) -> tuple[str, tuple[Any, ...]]:
+        """``head`` + ``message_id`` in ``chunk`` + ``tail``, with SQLite's parameters."""
+        return f"{head}message_id IN ({','.join('?' * len(chunk))}){tail}", tuple(chunk)
 
     def held(self, cursor: Any, message_ids: Sequence[str]) -> dict[str, precedence.Standing]:
-        """The stored standing of ``message_ids`` (sorted); locked for the transaction on PostgreSQL."""
+        """The stored standing of ``message_ids`` (SQLite: the transaction holds the whole database)."""
         held: dict[str, precedence.Standing] = {}
-        lock = "" if self._sqlite else " ORDER BY message_id FOR UPDATE"
         for chunk in chunks(message_ids):
-            cursor.execute(*self._in_list(self._held_sql, chunk, lock))
+            cursor.execute(*self._in_list(self._held_sql, chunk, ""))
             for mid, status, final, done, submit in cursor.fetchall():
                 held[mid] = precedence.Standing(status, bool(final), self._date(done), self._date(submit))
         return held

@@ -105,7 +105,7 @@ def report_replaces(excluded: Any, dialect: str) -> ColumnElement[bool]:
     return and_(excluded.status != r.status, new >= old)
 
 
-def recipient_takes(dialect: str) -> ColumnElement[bool]:
+def recipient_takes(dialect: str, mid: Any = None, rank: tuple[Any, Any, Any] | None = None) -> ColumnElement[bool]:
     """
     Whether a recipient row may take report ``:b_mid`` (guards every recipient update of ingest).
 
@@ -114,6 +114,10 @@ def recipient_takes(dialect: str) -> ColumnElement[bool]:
     :func:`rank_params`; a recipient's ``final`` is read from its status. A recipient holding a pulled report
     (:data:`PULLED_PREFIX`, no messageId known) counts as holding the newcomer's message: a callback of it
     that arrives after a poll never takes a recipient back from a final status to UNKNOWN or an older one.
+
+    :param mid: the newcomer's message id as an SQL expression (default the bound ``:b_mid``).
+    :param rank: the newcomer's rank as SQL expressions (default the bound :func:`rank_params`), e.g. the
+        columns of a set of reports that an ``UPDATE ... FROM`` copies.
     """
     rc, epoch = t.recipients.c, epoch_sql(dialect)
     # Our own constants, not input: inlined, since an expanding IN cannot be used with executemany().
@@ -121,10 +125,16 @@ def recipient_takes(dialect: str) -> ColumnElement[bool]:
     old_final = case((rc.status.in_(finals), literal_column("1")), else_=literal_column("0"))
     old = rank_sql(old_final, rc.done_date, rc.submit_date, epoch)
     new = tuple_(
-        bindparam("b_final", type_=Integer()),
-        bindparam("b_done_key", type_=DateTime()),
-        bindparam("b_submit_key", type_=DateTime()),
+        *(
+            rank
+            or (
+                bindparam("b_final", type_=Integer()),
+                bindparam("b_done_key", type_=DateTime()),
+                bindparam("b_submit_key", type_=DateTime()),
+            )
+        )
     )
+    mid = bindparam("b_mid") if mid is None else mid
     pulled: ColumnElement[str] = literal_column(f"'{PULLED_PREFIX}%'")
-    other = and_(rc.report_message_id != bindparam("b_mid"), rc.report_message_id.not_like(pulled))
+    other = and_(rc.report_message_id != mid, rc.report_message_id.not_like(pulled))
     return or_(rc.report_message_id.is_(None), other, new >= old)

@@ -1,0 +1,264 @@
+"""
+PostgreSQL ingest in set-based statements: a group commit's transaction in two round trips of the driver's
+pipeline, whatever the batch.
+
+Each step is one statement over the batch's rows, compiled once and prepared by the driver (the text does
+not depend on the batch size). The rows go as one JSON document per statement (``json_to_recordset``):
+Python's JSON encoder and PostgreSQL's parser are C, where the driver's adaptation of lists spent Python per
+value. The ids and mobiles a statement looks up also go as an array (``= ANY``), so the planner uses their
+index whatever it believes of the table (with stale statistics it chose to scan every recipient).
+
+1. raw bodies appended; the message's last winner inserted where no row exists (``ON CONFLICT DO NOTHING
+   RETURNING``, in ``messageId`` order); the batch's messages read and locked (``FOR UPDATE``, in
+   ``messageId`` order); how many recipients each id was sent to — then :mod:`.attribution` judges the batch;
+2. the replaced reports upserted (the precedence rule in the ``WHERE`` again), the stored reports copied onto
+   the recipients they match (``UPDATE ... FROM``, :func:`.ingest_sql.match_statements` over the set), and
+   the commit.
+
+Per-row statements cost PostgreSQL's executor (and the driver) a statement per report; these cost one
+per batch. An ``UPDATE ... FROM`` changes a row once per statement, so reports that would update the same
+recipients (two reports of one mobile in a batch) go in successive statements, in the order the per-row
+updates ran (:func:`rounds`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import DateTime
+
+from airflow_provider_messagecentral.reports.models import DeliveryReport
+from airflow_provider_messagecentral.reports.store import precedence
+from airflow_provider_messagecentral.reports.store import tables as t
+from airflow_provider_messagecentral.reports.store.attribution import BatchAttribution
+from airflow_provider_messagecentral.reports.store.ingest_sql import (
+    MATCH_VALUES,
+    REPLACED,
+    REPORT_COLUMNS,
+    IngestSQL,
+    match_statements,
+)
+
+#: Types of the report columns as the rows document holds them (``extra`` as text, cast to the column's type).
+_REPORT_TYPES: dict[str, Any] = {
+    "message_id": String(),
+    "status": String(),
+    "is_final": SmallInteger(),
+    "error_code": Integer(),
+    "mobile": String(),
+    "country_code": String(),
+    "client_id": String(),
+    "submit_date": DateTime(),
+    "done_date": DateTime(),
+    "received_at": DateTime(),
+    "extra": Text(),
+}
+
+
+#: The first statement of every ingest transaction. The driver prepares the statements, and PostgreSQL keeps
+#: a plan it made while the tables were small (before autovacuum analyzes them): one that read the whole
+#: reports table for a few ids, for every batch after. Without sequential scans every plan looks the batch's
+#: rows up in their indexes, whatever the statistics say.
+INDEX_LOOKUPS_ONLY = "SET LOCAL enable_seqscan = off"
+
+
+def _rows_of(types: dict[str, Any], name: str, param: str) -> Any:
+    """``json_to_recordset(:param::JSON) AS name(a T, b U, ...)``: rows bound as one JSON array of objects."""
+    columns = [column(key, kind) for key, kind in types.items()]
+    return func.json_to_recordset(bindparam(param, type_=JSON())).table_valued(*columns).render_derived(name, True)
+
+
+def rows_document(rows: Sequence[dict[str, Any]]) -> str:
+    """The ``rows`` parameter: rows (values as text, numbers or ``None``) as one JSON array."""
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of text values: ``{"a","b\\"c"}`` (each quoted, ``\\`` and ``"`` escaped)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def _compiled(statement: Any, dialect: Dialect) -> str:
+    return str(statement.compile(dialect=dialect).string)
+
+
+def rounds(params: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> list[list[dict[str, Any]]]:
+    """
+    ``params`` (in the order their per-row updates would run) split so that no two of one round share a
+    ``key`` (the recipients they may update): the n-th report of each key goes in round n.
+    """
+    seen: dict[Any, int] = {}
+    out: list[list[dict[str, Any]]] = []
+    for param in params:
+        n = seen.get(key(param), 0)
+        seen[key(param)] = n + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(param)
+    return out
+
+
+class PostgresIngest:
+    """
+    The set-based statements of one PostgreSQL store's ingest and the transaction that runs them.
+
+    Example::
+
+        pg = PostgresIngest(engine.dialect, IngestSQL(engine.dialect))
+        results = pg.transaction(psycopg_connection, BatchAttribution(requests), utcnow())
+    """
+
+    def __init__(self, dialect: Dialect, sql: IngestSQL) -> None:
+        self.sql = sql
+        reports = _rows_of(_REPORT_TYPES, "s", "rows")
+        values = [reports.c[name] for name in REPORT_COLUMNS if name != "extra"]
+        rows = select(*values, cast(reports.c.extra, t.reports.c.extra.type)).order_by(reports.c.message_id)
+        new = (
+            pg_insert(t.reports)
+            .from_select(list(REPORT_COLUMNS), rows)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+        )
+        self.insert_new = _compiled(new, dialect)
+        upsert = pg_insert(t.reports).from_select(list(REPORT_COLUMNS), rows)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["message_id"],
+            set_={name: getattr(upsert.excluded, name) for name in REPLACED},
+            where=precedence.report_replaces(upsert.excluded, "postgresql"),
+        )
+        self.upsert = _compiled(upsert, dialect)
+        b = _rows_of(MATCH_VALUES, "b", "rows")
+        by_id_mobile, by_id_only, by_mobile = match_statements("postgresql", {k: b.c[k] for k in MATCH_VALUES})
+        rc, ids = t.recipients.c, any_(bindparam("ids", type_=ARRAY(String())))
+        self.by_id_mobile = _compiled(by_id_mobile.where(rc.message_id == ids), dialect)
+        self.by_id_only = _compiled(by_id_only.where(rc.message_id == ids), dialect)
+        self.by_mobile = _compiled(by_mobile.where(rc.mobile == ids), dialect)
+        r = t.reports.c
+        held = select(r.message_id, r.status, r.is_final, r.done_date, r.submit_date).where(r.message_id == ids)
+        held = held.order_by(r.message_id).with_for_update()
+        self.held = _compiled(held, dialect)
+        sent = select(rc.message_id, func.count().label("n")).where(rc.message_id == ids).group_by(rc.message_id)
+        self.sent = _compiled(sent, dialect)
+        self.first = _compiled(self._first_statement(new, held, sent), dialect)
+
+    @staticmethod
+    def _first_statement(new: Any, held: Any, sent: Any) -> Any:
+        """
+        Step 1 in one statement: the raw bodies appended and the new messages inserted (data-modifying CTEs),
+        the messages stored before it started read and locked, the recipients per id counted; one row per
+        message inserted (``i``), held (``h``: its standing) and id sent (``s``: its count).
+        """
+        raw = _rows_of({"remote": String(), "body": Text()}, "r", "raw")
+        when = bindparam("received_at", type_=DateTime())
+        add_raw = insert(t.raw_reports).from_select(["received_at", "remote", "body"], select(when, *raw.c))
+        ins = new.returning(t.reports.c.message_id).cte("ins")
+        locked, counted = held.cte("held"), sent.cte("sent")
+        # Typed NULLs: PostgreSQL resolves the branches' column types pairwise.
+        no_standing = [cast(null(), kind) for kind in (String(), SmallInteger(), DateTime(), DateTime())]
+        no_count = cast(null(), BigInteger())
+        return union_all(
+            select(literal_column("'i'"), ins.c.message_id, *no_standing, no_count),
+            select(literal_column("'h'"), *locked.c, no_count),
+            select(literal_column("'s'"), counted.c.message_id, *no_standing, counted.c.n),
+        ).add_cte(add_raw.cte("raw"))
+
+    def transaction(self, conn: Any, batch: BatchAttribution, now: datetime) -> list[Any]:
+        """
+        Run and commit the ingest transaction of ``batch`` on the psycopg connection ``conn`` (idle, not in
+        a transaction); the answer of each request. Raises the driver's error (nothing committed then).
+
+        The lock of a message that another transaction inserted while this one waited for it is taken by a
+        second read: the first one (its statement's snapshot) cannot see that row.
+        """
+        sql, ids = self.sql, batch.message_ids
+        if_new = batch.settle({})
+        raw = [{"remote": remote, "body": body} for remote, body in batch.raw_rows()]
+        with conn.pipeline():
+            first = {
+                "received_at": sql.value(now),
+                "raw": rows_document(raw),
+                "rows": rows_document([sql.report_row(if_new.winners[mid], now) for mid in ids]),
+                "ids": text_array(ids),
+            }
+            inserted: set[str] = set()
+            held: dict[str, precedence.Standing | None] = {}
+            sent: dict[str, int] = {}
+            conn.execute(INDEX_LOOKUPS_ONLY)
+            for kind, mid, status, final, done, submit, count in conn.execute(self.first, first):
+                if kind == "i":
+                    inserted.add(mid)
+                elif kind == "h":
+                    held[mid] = precedence.Standing(status, bool(final), done, submit)
+                else:
+                    sent[mid] = count
+            missing = [mid for mid in ids if mid not in inserted and mid not in held]
+            if missing:
+                for mid, status, final, done, submit in conn.execute(self.held, {"ids": text_array(missing)}):
+                    held[mid] = precedence.Standing(status, bool(final), done, submit)
+            # Nothing stored before (the common case): the judgement from nothing stored is the one.
+            answers, winners, stored = batch.settle(held) if held else if_new
+            changed = [winners[mid] for mid in ids if mid in winners and mid not in inserted]
+            fresh = [report for report in changed if report.messageId not in held]
+            replacing = [report for report in changed if report.messageId in held]
+            if fresh:  # rows that vanished between the two reads (never in practice): inserted unless there
+                conn.execute(self.insert_new, {"rows": rows_document([sql.report_row(r, now) for r in fresh])})
+            if replacing:
+                conn.execute(self.upsert, {"rows": rows_document([sql.report_row(r, now) for r in replacing])})
+            if stored:
+                self.match(conn, stored, now, sent)
+            conn.commit()
+        return answers
+
+    def match(
+        self, conn: Any, stored: Sequence[DeliveryReport], now: datetime, sent: dict[str, int] | None = None
+    ) -> None:
+        """
+        Copy stored reports onto the recipients they match (:meth:`.ingest.IngestRoom._match_reports`), one
+        statement per round, on the psycopg connection ``conn`` inside its transaction.
+
+        :param sent: how many recipients each message id was sent to (looked up when not given).
+        """
+        params = [self.sql.match_params(report, now) for report in stored]
+        if sent is None:
+            sent = dict(conn.execute(self.sent, {"ids": text_array(sorted({p["b_mid"] for p in params}))}).fetchall())
+        by_id_mobile = sorted(
+            (p for p in params if p["b_mobile"] is not None and sent.get(p["b_mid"])),
+            key=lambda p: (p["b_mid"], p["b_mobile"]),
+        )
+        by_id_any = sorted(
+            (p for p in params if p["b_mobile"] is None and sent.get(p["b_mid"]) == 1), key=lambda p: p["b_mid"]
+        )
+        by_mobile = sorted((p for p in params if p["b_mobile"] is not None), key=lambda p: (p["b_mobile"], p["b_mid"]))
+        for statement, chosen, name in (
+            (self.by_id_mobile, by_id_mobile, "b_mid"),
+            (self.by_id_only, by_id_any, "b_mid"),
+            (self.by_mobile, by_mobile, "b_mobile"),
+        ):
+            key = (lambda p: (p["b_mid"], p["b_mobile"])) if statement is self.by_id_mobile else itemgetter(name)
+            for one_round in rounds(chosen, key):
+                looked_up = text_array(dict.fromkeys(p[name] for p in one_round))
+                conn.execute(statement, {"rows": rows_document(one_round), "ids": looked_up})
