@@ -35,7 +35,10 @@ ONCALL = "919816100009"
 def lifecycle_api(cluster: Cluster, api: Api) -> Api:
     api.wait_for_dags({CAMPAIGN, CRM, APPROVAL, DEADLINE})
     api.sandbox("POST", "reset")
-    api.sandbox("POST", "config", json={"callback_delay": 0.5})
+    # The example's sensor wants >= 85% delivered and <= 15% failed. With the cluster's mix (9% failed) a
+    # 100-recipient campaign misses that about one run in twenty by chance (17 failed was seen); these tests are
+    # about what happens around the send, so their mix keeps the outcome certain.
+    api.sandbox("POST", "config", json={"callback_delay": 0.5, "status_mix": "DELIVRD=0.97,UNDELIV=0.03"})
     for dag_id in (CRM, APPROVAL, DEADLINE):
         api.unpause(dag_id)
     return api
