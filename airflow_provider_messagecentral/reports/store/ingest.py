@@ -34,7 +34,7 @@ from airflow_provider_messagecentral.reports.store.attribution import BatchAttri
 from airflow_provider_messagecentral.reports.store.engine import StoreEngine, utcnow
 from airflow_provider_messagecentral.reports.store.group_commit import GroupCommit
 from airflow_provider_messagecentral.reports.store.ingest_pg import PostgresIngest
-from airflow_provider_messagecentral.reports.store.ingest_sql import IngestSQL, IngestStatements
+from airflow_provider_messagecentral.reports.store.ingest_sql import IngestSQL, IngestStatements, MatchGroups
 
 __all__ = ["INGEST_ATTEMPTS", "IngestRequest", "IngestRoom", "IngestStatements"]
 
@@ -201,17 +201,10 @@ class IngestRoom(StoreEngine):
         # that name a recipient are matched by id; one without a mobile only when it names exactly one (a
         # bulk request's transactionId is shared by the whole chunk).
         sent = sql.recipients_per_id(cursor, sorted({p["b_mid"] for p in params}))
-        by_id_mobile = sorted(
-            (p for p in params if p["b_mobile"] is not None and sent.get(p["b_mid"])),
-            key=lambda p: (p["b_mid"], p["b_mobile"]),
-        )
-        by_id_any = sorted(
-            (p for p in params if p["b_mobile"] is None and sent.get(p["b_mid"]) == 1), key=lambda p: p["b_mid"]
-        )
-        by_mobile = sorted((p for p in params if p["b_mobile"] is not None), key=lambda p: (p["b_mobile"], p["b_mid"]))
-        if by_id_mobile:
-            sql.by_id_mobile.executemany(cursor, by_id_mobile)
-        if by_id_any:
-            sql.by_id_only.executemany(cursor, by_id_any)
-        if by_mobile:
-            sql.by_mobile.executemany(cursor, by_mobile)
+        groups = MatchGroups.of(params, sent)
+        if groups.by_id_mobile:
+            sql.by_id_mobile.executemany(cursor, groups.by_id_mobile)
+        if groups.by_id_only:
+            sql.by_id_only.executemany(cursor, groups.by_id_only)
+        if groups.by_mobile:
+            sql.by_mobile.executemany(cursor, groups.by_mobile)

@@ -61,6 +61,7 @@ from airflow_provider_messagecentral.reports.store.ingest_sql import (
     REPLACED,
     REPORT_COLUMNS,
     IngestSQL,
+    MatchGroups,
     match_statements,
 )
 
@@ -245,18 +246,11 @@ class PostgresIngest:
         params = [self.sql.match_params(report, now) for report in stored]
         if sent is None:
             sent = dict(conn.execute(self.sent, {"ids": text_array(sorted({p["b_mid"] for p in params}))}).fetchall())
-        by_id_mobile = sorted(
-            (p for p in params if p["b_mobile"] is not None and sent.get(p["b_mid"])),
-            key=lambda p: (p["b_mid"], p["b_mobile"]),
-        )
-        by_id_any = sorted(
-            (p for p in params if p["b_mobile"] is None and sent.get(p["b_mid"]) == 1), key=lambda p: p["b_mid"]
-        )
-        by_mobile = sorted((p for p in params if p["b_mobile"] is not None), key=lambda p: (p["b_mobile"], p["b_mid"]))
+        groups = MatchGroups.of(params, sent)
         for statement, chosen, name in (
-            (self.by_id_mobile, by_id_mobile, "b_mid"),
-            (self.by_id_only, by_id_any, "b_mid"),
-            (self.by_mobile, by_mobile, "b_mobile"),
+            (self.by_id_mobile, groups.by_id_mobile, "b_mid"),
+            (self.by_id_only, groups.by_id_only, "b_mid"),
+            (self.by_mobile, groups.by_mobile, "b_mobile"),
         ):
             key = (lambda p: (p["b_mid"], p["b_mobile"])) if statement is self.by_id_mobile else itemgetter(name)
             for one_round in rounds(chosen, key):

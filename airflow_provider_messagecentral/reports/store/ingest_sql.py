@@ -165,6 +165,38 @@ def match_statements(dialect: str, b: Mapping[str, Any]) -> tuple[Any, Any, Any]
     )
 
 
+@dataclass(frozen=True)
+class MatchGroups:
+    """
+    Which recipient update copies each report, in the order the updates lock rows.
+
+    :param by_id_mobile: reports with a mobile whose id was sent to some recipient (by id and number).
+    :param by_id_only: reports without a mobile whose id names exactly one recipient (a bulk request's id is
+        shared by its whole chunk, so it names nobody alone).
+    :param by_mobile: every report with a mobile (matched by number within its campaign's window).
+    """
+
+    by_id_mobile: list[dict[str, Any]]
+    by_id_only: list[dict[str, Any]]
+    by_mobile: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, params: Sequence[dict[str, Any]], sent: Mapping[str, int]) -> MatchGroups:
+        """Group :meth:`IngestSQL.match_params` rows, given how many recipients each message id was sent to."""
+        return cls(
+            by_id_mobile=sorted(
+                (p for p in params if p["b_mobile"] is not None and sent.get(p["b_mid"])),
+                key=lambda p: (p["b_mid"], p["b_mobile"]),
+            ),
+            by_id_only=sorted(
+                (p for p in params if p["b_mobile"] is None and sent.get(p["b_mid"]) == 1), key=lambda p: p["b_mid"]
+            ),
+            by_mobile=sorted(
+                (p for p in params if p["b_mobile"] is not None), key=lambda p: (p["b_mobile"], p["b_mid"])
+            ),
+        )
+
+
 class DriverStatement:
     """
     A Core statement compiled once for a dialect, run on the DBAPI cursor with ready values.
