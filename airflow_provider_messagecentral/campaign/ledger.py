@@ -156,6 +156,11 @@ class SendLedger:
         unit = self.previous.get(key)
         return unit.state if unit is not None else None
 
+    def would_send(self, key: str) -> bool:
+        """Whether the unit goes out on this try: not accepted before, nor pending with ``on_uncertain="skip"``."""
+        state = self.state(key)
+        return not (state == "accepted" or (state == "pending" and self.on_uncertain == "skip"))
+
     def run(
         self,
         key: str,

@@ -147,7 +147,7 @@ class CampaignRunner:
         progress = ChunkProgress(len(units), sum(len(u.recipients) for u in units), self.log, what=what)
         results: list[UnitResult] = []
         for index, unit in enumerate(units):
-            if window is not None and _would_send(ledger, unit):
+            if window is not None and ledger.would_send(unit.key):
                 moment = windows.now()
                 if not window.is_open(moment):
                     self._outside_window(window, moment, results, units[index:])
@@ -184,9 +184,3 @@ class CampaignRunner:
         if action == "skip":
             raise AirflowSkipException(f"{text}. on_outside_window='skip': not sending the rest")
         raise AirflowFailException(f"{text}. on_outside_window='fail'")
-
-
-def _would_send(ledger: SendLedger, unit: SendUnit) -> bool:
-    """Whether the ledger lets ``unit`` go out (not accepted before, nor pending with ``on_uncertain="skip"``)."""
-    state = ledger.state(unit.key)
-    return not (state == "accepted" or (state == "pending" and ledger.on_uncertain == "skip"))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_messagecentral.campaign.keys import campaign_key_of
+from airflow_provider_messagecentral.campaign.ledger import SendLedger
 from airflow_provider_messagecentral.campaign.plan import SendPlan
 from airflow_provider_messagecentral.hooks.messagecentral import MessageCentralHook
 from airflow_provider_messagecentral.reports.store import get_store
@@ -24,12 +25,8 @@ def unsent_share(plan: SendPlan, store_url: str, context: Mapping[str, Any], on_
     total = plan.recipients
     if not total:
         return 0.0
-    done = get_store(store_url).get_units(campaign_key_of(context["ti"]))
-    skipped = {"accepted", "pending"} if on_uncertain == "skip" else {"accepted"}
-    left = sum(
-        len(u.recipients) for u in plan.units if (prior := done.get(u.key)) is None or prior.state not in skipped
-    )
-    return left / total
+    ledger = SendLedger(get_store(store_url), campaign_key_of(context["ti"]), on_uncertain=on_uncertain)
+    return sum(len(u.recipients) for u in plan.units if ledger.would_send(u.key)) / total
 
 
 def credit_check(
