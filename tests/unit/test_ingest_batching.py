@@ -28,7 +28,7 @@ from airflow_provider_messagecentral.reports.store import ReportStore, get_store
 from airflow_provider_messagecentral.reports.store import group_commit as gc_module
 from airflow_provider_messagecentral.reports.store import tables as t
 from airflow_provider_messagecentral.reports.store.attribution import BatchAttribution, IngestRequest
-from airflow_provider_messagecentral.reports.store.group_commit import GroupCommit
+from airflow_provider_messagecentral.reports.store.group_commit import GroupCommit, _HeldConnection
 
 SECRET = "unit-callback-secret-0123456789"
 at = report_time
@@ -57,12 +57,12 @@ class _Gate:
         self.sizes: list[int] = []
         store.ingest_batch = self._held  # type: ignore[method-assign]
 
-    def _held(self, requests: Any) -> list[IngestResult]:
+    def _held(self, requests: Any, connection: Any = None) -> list[IngestResult]:
         self.sizes.append(len(requests))
         if len(self.sizes) == 1:
             self.entered.set()
             assert self.release.wait(30)
-        return self._real(requests)
+        return self._real(requests, connection)
 
 
 # --------------------------------------------------------------------------- attribution (pure)
@@ -354,7 +354,10 @@ class _FakeStore:
     def __init__(self, error: Exception | None, culprit: str = "") -> None:
         self.error, self.culprit, self.batches = error, culprit, []  # type: list[list[str]]
 
-    def ingest_batch(self, requests_: list[IngestRequest]) -> list[IngestResult]:
+    def writer_connection(self) -> None:
+        return None
+
+    def ingest_batch(self, requests_: list[IngestRequest], connection: Any = None) -> list[IngestResult]:
         mids = [r.reports[0].messageId for r in requests_]
         self.batches.append(mids)
         if self.error is not None and (not self.culprit or self.culprit in mids):
@@ -371,7 +374,7 @@ def _queued_then_committed(store: Any, n: int) -> list[Any]:
         calls = [asyncio.ensure_future(writer.ingest([report(f"r{i}", "DELIVRD")], ["{}"])) for i in range(n)]
         await asyncio.sleep(0)
         writer._thread = None
-        writer._commit(writer._take())
+        writer._commit(writer._take(), _HeldConnection(store))
         return list(await asyncio.gather(*calls, return_exceptions=True))
 
     return asyncio.run(run())
@@ -414,3 +417,45 @@ def test_the_writer_answers_every_event_loop_and_stops_when_idle(store: ReportSt
     assert _wait(lambda: writer._thread is None)  # stopped once idle
     assert _counts(asyncio.run(writer.ingest([report("again", "UNKNOWN")], []))) == (1, 0, 0)
     assert store.stats()["reports"] == 121
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_the_writer_keeps_its_connection_and_replaces_one_the_database_closed(pg_url: str, monkeypatch: Any) -> None:
+    """
+    Between transactions the writer keeps its connection (no pool checkout or ping each time); when PostgreSQL
+    closed it meanwhile (restart, idle timeout), the next callback is still stored, on a new connection.
+    """
+    monkeypatch.setattr(gc_module, "TUNE_GARBAGE_COLLECTOR", False)
+    store = ReportStore(pg_url)
+    try:
+        writer = GroupCommit(store)
+        writer.linger_seconds = 0.5  # the writer keeps its connection while callbacks keep coming
+        backends: list[int] = []
+
+        async def ingest(mid: str) -> IngestResult:
+            return await writer.ingest([report(mid, "DELIVRD")], ["{}"])
+
+        def backend() -> int:
+            with store.engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND application_name = '' AND state = 'idle'"
+                ).all()
+            return int(rows[0][0]) if len(rows) == 1 else -1
+
+        async def run() -> list[IngestResult]:
+            results = [await ingest("first"), await ingest("second")]
+            backends.append(backend())
+            with store.engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({backends[0]})")
+            results.append(await ingest("after-the-kill"))
+            backends.append(backend())
+            return results
+
+        results = asyncio.run(run())
+        assert [_counts(r) for r in results] == [(1, 0, 0)] * 3
+        assert backends[0] > 0 and backends[1] > 0 and backends[0] != backends[1]  # a new connection after the kill
+        assert writer.transactions == 3 and store.stats()["reports"] == 3
+    finally:
+        store.dispose()

@@ -113,13 +113,14 @@ class StoreEngine:
         return mask_url(self.url)
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction (committed on exit)."""
+    def _write(self, connection: Connection | None = None) -> Iterator[Connection]:
+        """A write transaction (committed on exit), on ``connection`` when the caller holds one (left open)."""
         # SQLite has one writer at a time. Threads of this process queue on a Python lock (woken the moment
         # it is released) rather than in SQLite's busy handler, which sleeps in steps of up to 100 ms and
         # made p99 latency under 32 concurrent callbacks seconds long. Other processes still wait through
         # busy_timeout.
-        with self._write_lock if self.dialect == "sqlite" else nullcontext(), self.engine.connect() as conn:
+        opened = self.engine.connect() if connection is None else nullcontext(connection)
+        with self._write_lock if self.dialect == "sqlite" else nullcontext(), opened as conn:
             conn.execution_options(mc_write=True)
             with conn.begin():
                 yield conn

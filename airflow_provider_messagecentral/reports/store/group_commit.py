@@ -16,6 +16,10 @@ while it commits, the next callbacks queue up, so the busier the receiver, the l
   sub-app mounted in the Airflow api-server, which gets no lifespan events, test clients that open a loop per
   request). It starts on the first callback, stops after :data:`IDLE_SECONDS` without work and starts again
   on the next one. A forked child starts its own.
+* The writer keeps one connection while it has work (:class:`_HeldConnection`): a transaction costs no pool
+  checkout, nor the ping PostgreSQL connections get at checkout. It gives the connection back when the queue
+  runs dry, throws it away after a failed transaction, and runs a transaction once more on a new connection
+  when the database had closed the one it held.
 * The first writer of a process tunes the cyclic garbage collector for serving
   (:data:`TUNE_GARBAGE_COLLECTOR`): it moves every object that exists by then (the imported modules, the
   app) out of the collector's reach (:func:`gc.freeze`) and collects the youngest generation every
@@ -47,6 +51,8 @@ from airflow_provider_messagecentral.reports.models import DeliveryReport, Inges
 from airflow_provider_messagecentral.reports.store.attribution import IngestRequest
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from airflow_provider_messagecentral.reports.store.ingest import IngestRoom
 
 log = logging.getLogger(__name__)
@@ -88,6 +94,48 @@ class _Waiting:
     request: IngestRequest
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[IngestResult]
+
+
+class _HeldConnection:
+    """
+    The writer's connection, held while it has work: a transaction then costs no pool checkout (nor the
+    ping PostgreSQL connections get at checkout). Given back when the writer runs out of work; thrown away
+    after a failed transaction (the database may have closed it).
+    """
+
+    def __init__(self, store: IngestRoom) -> None:
+        self.store = store
+        self._connection: Connection | None = None
+        self._reused = False
+
+    def connection(self) -> Connection:
+        """The held connection, opened from the store's pool on first use."""
+        if self._connection is None:
+            self._connection = self.store.writer_connection()
+            self._reused = False
+        else:
+            self._reused = True
+        return self._connection
+
+    def lost(self, err: BaseException) -> bool:
+        """Whether ``err`` says that the connection, held since an earlier transaction, is gone."""
+        return self._reused and self._connection is not None and self.store.connection_lost(self._connection, err)
+
+    def release(self) -> None:
+        """Give the connection back to the pool."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def discard(self) -> None:
+        """Throw the connection away (its database connection closed, never pooled again)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 def _deliver(outcomes: list[tuple[asyncio.Future[IngestResult], IngestResult | BaseException]]) -> None:
@@ -180,6 +228,7 @@ class GroupCommit:
     def _run(self) -> None:
         """The writer thread: take what is queued, commit it, answer; stop when idle."""
         batch: list[_Waiting] = []
+        held = _HeldConnection(self.store)
         try:
             while True:
                 with self._cond:
@@ -188,6 +237,7 @@ class GroupCommit:
                         # from the event loop cost it more than the callback's own work, see LINGER_SECONDS).
                         self._cond.wait(self.linger_seconds)
                     if not self._queue:
+                        held.release()
                         self._idle = True
                         self._cond.wait(self.idle_seconds)
                         self._idle = False
@@ -195,7 +245,7 @@ class GroupCommit:
                             self._thread = None
                             return
                     batch = self._take()
-                self._commit(batch)
+                self._commit(batch, held)
                 batch = []
         except BaseException as err:  # never leave a callback waiting: answer it, let the next one restart
             with self._cond:
@@ -204,6 +254,8 @@ class GroupCommit:
                 self._thread = None
             self._answer(batch, [err] * len(batch))
             raise
+        finally:
+            held.release()
 
     def _take(self) -> list[_Waiting]:
         """The queued requests of one transaction, in arrival order (called holding the condition)."""
@@ -215,13 +267,25 @@ class GroupCommit:
             batch.append(waiting)
         return batch
 
-    def _commit(self, batch: list[_Waiting]) -> None:
+    def _commit(self, batch: list[_Waiting], held: _HeldConnection) -> None:
         """Commit ``batch`` in one transaction and answer each request (split once on a data error)."""
+        requests = [waiting.request for waiting in batch]
         try:
-            results = self.store.ingest_batch([waiting.request for waiting in batch])
+            try:
+                results = self.store.ingest_batch(requests, held.connection())
+            except DATABASE_ERRORS as err:
+                if not held.lost(err):
+                    raise
+                # The database closed the connection held since an earlier transaction (restarted, idle
+                # timeout): run the transaction once more on a new connection, as the pool's ping at checkout
+                # would have (safe even if its commit went through: ingest is idempotent).
+                held.discard()
+                results = self.store.ingest_batch(requests, held.connection())
         except DATABASE_ERRORS as err:
+            held.discard()
             self._answer(batch, [err] * len(batch))
         except Exception as err:
+            held.discard()
             if len(batch) == 1:
                 self._answer(batch, [err])
                 return
@@ -232,7 +296,7 @@ class GroupCommit:
                 type(err).__name__,
             )
             for waiting in batch:
-                self._commit([waiting])
+                self._commit([waiting], held)
         else:
             self.transactions += 1
             self.requests += len(batch)

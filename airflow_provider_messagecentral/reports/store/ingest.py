@@ -75,7 +75,9 @@ class IngestRoom(StoreEngine):
         """
         return self.ingest_batch([IngestRequest(reports, raw_bodies, remote)])[0]
 
-    def ingest_batch(self, requests: Sequence[IngestRequest]) -> list[IngestResult]:
+    def ingest_batch(
+        self, requests: Sequence[IngestRequest], connection: Connection | None = None
+    ) -> list[IngestResult]:
         """
         Store several callbacks in one transaction (group commit); one :class:`IngestResult` per request.
 
@@ -85,13 +87,16 @@ class IngestRoom(StoreEngine):
         PostgreSQL still aborts for a deadlock or a serialization failure is run again
         (:data:`INGEST_ATTEMPTS` times in all) before the error is raised. Nothing of a failed transaction
         is stored.
+
+        :param connection: a connection of this store the caller holds (the group-commit writer keeps one
+            while it has work); default: one from the pool for this transaction.
         """
         batch = BatchAttribution(requests)
         now = utcnow()
         for attempt in range(1, INGEST_ATTEMPTS + 1):
             results: list[IngestResult] = []
             try:
-                self._translated(self._ingest_tx, batch, now, results)
+                self._translated(self._ingest_tx, batch, now, results, connection)
             except DBAPIError as err:
                 if attempt == INGEST_ATTEMPTS or not _retryable(err):
                     raise
@@ -107,6 +112,21 @@ class IngestRoom(StoreEngine):
                 continue
             return results
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def writer_connection(self) -> Connection:
+        """
+        A connection for a writer that holds it across ingest transactions (``ingest_batch(...,
+        connection=...)``): no pool checkout, nor its ping, per transaction. The caller closes it.
+        """
+        return self.engine.connect()
+
+    def connection_lost(self, connection: Connection, err: BaseException) -> bool:
+        """Whether ``err``, raised by a transaction on ``connection``, says the database connection is gone."""
+        if connection.invalidated or getattr(err, "connection_invalidated", False):
+            return True  # SQLAlchemy saw the disconnect (rolling back on the dead connection) and dropped it
+        driver = connection.connection.dbapi_connection
+        orig: Any = getattr(err, "orig", None) or err
+        return driver is None or bool(self.engine.dialect.is_disconnect(orig, driver, None))
 
     @property
     def group_commit(self) -> GroupCommit:
@@ -137,23 +157,29 @@ class IngestRoom(StoreEngine):
         """The set-based statements of PostgreSQL ingest, built and compiled once per store."""
         return PostgresIngest(self.engine.dialect, self._ingest_sql)
 
-    def _ingest_postgresql(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
+    def _ingest_postgresql(
+        self, batch: BatchAttribution, now: datetime, results: list[IngestResult], connection: Connection | None
+    ) -> None:
         """
         One ingest transaction on PostgreSQL: :mod:`.ingest_pg` (the steps of :meth:`_ingest_sqlite` as
         set-based statements in two round trips, the commit in the second) on the driver of a write
         connection, whose own commit then finds nothing left to do.
         """
-        with self._write() as conn:
+        with self._write(connection) as conn:
             results[:] = self._postgresql.transaction(conn.connection.driver_connection, batch, now)
 
-    def _ingest_tx(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
+    def _ingest_tx(
+        self, batch: BatchAttribution, now: datetime, results: list[IngestResult], connection: Connection | None
+    ) -> None:
         """One ingest transaction (``results`` gets one answer per request once it committed)."""
         if self.dialect == "sqlite":
-            self._ingest_sqlite(batch, now, results)
+            self._ingest_sqlite(batch, now, results, connection)
         else:
-            self._ingest_postgresql(batch, now, results)
+            self._ingest_postgresql(batch, now, results, connection)
 
-    def _ingest_sqlite(self, batch: BatchAttribution, now: datetime, results: list[IngestResult]) -> None:
+    def _ingest_sqlite(
+        self, batch: BatchAttribution, now: datetime, results: list[IngestResult], connection: Connection | None
+    ) -> None:
         """
         One ingest transaction on SQLite (:mod:`.ingest_pg` takes the same steps set-based on PostgreSQL).
 
@@ -166,7 +192,7 @@ class IngestRoom(StoreEngine):
         4. Every report the judgement stored is copied onto the recipients it matches, in order.
         """
         sql = self._ingest_sql
-        with self._write() as conn:
+        with self._write(connection) as conn:
             cursor = sql.cursor(conn)
             raw = batch.raw_rows()
             if raw:
