@@ -49,27 +49,33 @@ class IngestRequest:
     remote: str | None = None
 
 
-def candidates(reports: Sequence[DeliveryReport]) -> tuple[dict[str, DeliveryReport], IngestResult]:
+#: A request's best report of one message and its standing (computed once per report).
+Candidate = tuple[DeliveryReport, Standing]
+
+
+def candidates(reports: Sequence[DeliveryReport]) -> tuple[dict[str, Candidate], int, int]:
     """
-    One report per message of one request (the one that wins among the request's own) and the counts of
-    the reports that lost there: a duplicate status counts as a duplicate, a replaced or older one as stale.
+    One report per message of one request (the one that wins among the request's own), with its standing,
+    and the counts of the reports that lost there (duplicates, stale): a duplicate status counts as a
+    duplicate, a replaced or older one as stale.
     """
-    best: dict[str, DeliveryReport] = {}
-    counts = IngestResult()
+    best: dict[str, Candidate] = {}
+    duplicates = stale = 0
     for report in reports:
+        new = Standing.of(report)
         current = best.get(report.messageId)
         if current is None:
-            best[report.messageId] = report
+            best[report.messageId] = (report, new)
             continue
-        judged = verdict(Standing.of(current), Standing.of(report))
+        judged = verdict(current[1], new)
         if judged == "store":
-            best[report.messageId] = report
-            counts.ignored_stale += 1  # the one it replaced never reaches the database
+            best[report.messageId] = (report, new)
+            stale += 1  # the one it replaced never reaches the database
         elif judged == "duplicate":
-            counts.duplicates += 1
+            duplicates += 1
         else:
-            counts.ignored_stale += 1
-    return best, counts
+            stale += 1
+    return best, duplicates, stale
 
 
 class Settlement(NamedTuple):
@@ -105,10 +111,23 @@ class BatchAttribution:
 
     def __init__(self, requests: Sequence[IngestRequest]) -> None:
         self.requests = list(requests)
-        judged = [candidates(request.reports) for request in self.requests]
-        self._candidates = [best for best, _ in judged]
-        self._counts = [counts for _, counts in judged]
-        self.message_ids: list[str] = sorted({mid for best in self._candidates for mid in best})
+        self._judged = [candidates(request.reports) for request in self.requests]
+        self.message_ids: list[str] = sorted({mid for best, _, _ in self._judged for mid in best})
+
+    def winners_if_new(self) -> dict[str, DeliveryReport]:
+        """
+        ``messageId -> report`` the batch would write were none of its messages stored: the ``winners`` of
+        ``settle({})``, without the answers.
+        """
+        standing: dict[str, Standing] = {}
+        winners: dict[str, DeliveryReport] = {}
+        for best, _, _ in self._judged:
+            for mid, (report, new) in best.items():
+                old = standing.get(mid)
+                if old is None or verdict(old, new) == "store":
+                    standing[mid] = new
+                    winners[mid] = report
+        return winners
 
     def settle(self, held: Mapping[str, Standing | None]) -> Settlement:
         """
@@ -118,10 +137,9 @@ class BatchAttribution:
         """
         standing: dict[str, Standing | None] = dict(held)
         settled = Settlement([], {}, [])
-        for best, counts in zip(self._candidates, self._counts, strict=True):
-            stored, duplicates, stale = 0, counts.duplicates, counts.ignored_stale
-            for mid, report in best.items():
-                new = Standing.of(report)
+        for best, duplicates, stale in self._judged:
+            stored = 0
+            for mid, (report, new) in best.items():
                 old = standing.get(mid)
                 judged = "store" if old is None else verdict(old, new)
                 if judged == "store":

@@ -201,13 +201,13 @@ class PostgresIngest:
         second read: the first one (its statement's snapshot) cannot see that row.
         """
         sql, ids = self.sql, batch.message_ids
-        if_new = batch.settle({})
+        if_new = batch.winners_if_new()
         raw = [{"remote": remote, "body": body} for remote, body in batch.raw_rows()]
         with conn.pipeline():
             first = {
                 "received_at": sql.value(now),
                 "raw": rows_document(raw),
-                "rows": rows_document([sql.report_row(if_new.winners[mid], now) for mid in ids]),
+                "rows": rows_document([sql.report_row(if_new[mid], now) for mid in ids]),
                 "ids": text_array(ids),
             }
             inserted: set[str] = set()
@@ -225,8 +225,7 @@ class PostgresIngest:
             if missing:
                 for mid, status, final, done, submit in conn.execute(self.held, {"ids": text_array(missing)}):
                     held[mid] = precedence.Standing(status, bool(final), done, submit)
-            # Nothing stored before (the common case): the judgement from nothing stored is the one.
-            answers, winners, stored = batch.settle(held) if held else if_new
+            answers, winners, stored = batch.settle(held)
             changed = [winners[mid] for mid in ids if mid in winners and mid not in inserted]
             fresh = [report for report in changed if report.messageId not in held]
             replacing = [report for report in changed if report.messageId in held]

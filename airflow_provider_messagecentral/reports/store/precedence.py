@@ -18,9 +18,8 @@ Both SQL forms are one row-value comparison of :func:`rank_sql` tuples, the SQL 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, case, func, literal_column, or_, tuple_
 from sqlalchemy.types import DateTime
@@ -38,10 +37,12 @@ Verdict = Literal["store", "duplicate", "stale"]
 Rank = tuple[int, datetime, datetime]
 
 
-@dataclass(frozen=True)
-class Standing:
+class Standing(NamedTuple):
     """
     What precedence looks at in a report: its status, whether that status is final, and its dates.
+
+    (A named tuple: ingest builds one per report, and a tuple is built several times faster than a frozen
+    dataclass.)
 
     Example::
 
