@@ -83,6 +83,10 @@ _BOMS = (
 )
 
 
+#: First bytes of a body that starts with neither a byte-order mark nor a zero byte (every ASCII byte but NUL).
+_PLAIN_FIRST_BYTES = frozenset(bytes([b]) for b in range(1, 128))
+
+
 def body_encoding(raw: bytes) -> tuple[str, int]:
     """
     The encoding of a JSON body and the length of its byte-order mark: the mark when there is one (RFC 8259
@@ -90,6 +94,8 @@ def body_encoding(raw: bytes) -> tuple[str, int]:
     starts with two ASCII characters): ``00 00 00 xx`` UTF-32BE, ``00 xx 00 xx`` UTF-16BE, ``xx 00 00 00``
     UTF-32LE, ``xx 00 xx 00`` UTF-16LE, else UTF-8.
     """
+    if raw[:1] in _PLAIN_FIRST_BYTES and raw[1:2] != b"\x00":
+        return "utf-8", 0  # the common case: no mark (none starts with an ASCII byte), no zero byte
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             return encoding, len(bom)

@@ -49,16 +49,24 @@ def install_log_redaction(logger_names: Sequence[str] = ("uvicorn.access", "uvic
                 target.addFilter(CallbackSecretFilter())
 
 
+def _redact_path_segment(path: str) -> str:
+    """``/x/callback/s3cret/y`` -> ``/x/callback/***/y``: the whole segment after each ``/callback/``."""
+    parts = path.split("/callback/")
+    return "/callback/".join(
+        [parts[0], *("***" + part[part.find("/") :] if "/" in part else "***" for part in parts[1:])]
+    )
+
+
 def redact_scope_path(scope: Scope) -> None:
     """Replace the secret in an answered request's ``path`` and ``raw_path`` by ``***`` (see below)."""
     if scope.get("type") != "http":
         return
     path = scope.get("path")
     if isinstance(path, str) and "/callback/" in path:
-        scope["path"] = redact_callback_path(path)
+        scope["path"] = _redact_path_segment(path)
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and b"/callback/" in raw:
-        scope["raw_path"] = redact_callback_path(raw.decode("latin-1")).encode("latin-1")
+        scope["raw_path"] = _redact_path_segment(raw.decode("latin-1")).encode("latin-1")
 
 
 class RedactCallbackPathMiddleware:
