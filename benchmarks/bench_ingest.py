@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 from benchmarks.common import ROOT, Figure, Stats, bench_env, free_port, log, stop_process, wait_port
@@ -232,8 +233,26 @@ def warm_up(port: int, tmp: Path, tag: str, count: int = 200) -> None:
     load(port, path, 60)
 
 
+def measured_cpu(
+    server: Server, measure: Any, bodies_file: Path, max_seconds: float, db_cpu: Any = None
+) -> dict[str, Any]:
+    """
+    ``measure`` (:func:`load`) against ``server``, with the CPU time its process spent per request
+    (``cpu_us``) and, given ``db_cpu`` (seconds used so far by the database server's processes), the
+    database's (``db_cpu_us``). On a 2-core machine the ratio follows the CPU all of them need per report.
+    """
+    assert server.proc is not None
+    process = psutil.Process(server.proc.pid)
+    before, db_before = sum(process.cpu_times()[:2]), db_cpu() if db_cpu else 0.0
+    result: dict[str, Any] = measure(server.port, bodies_file, max_seconds)
+    result["cpu_us"] = (sum(process.cpu_times()[:2]) - before) / result["requests"] * 1e6
+    if db_cpu is not None:
+        result["db_cpu_us"] = (db_cpu() - db_before) / result["requests"] * 1e6
+    return result
+
+
 def backend_rounds(
-    backend: str, total: int, repeats: int, tmp: Path, new_url: Any, quick: bool
+    backend: str, total: int, repeats: int, tmp: Path, new_url: Any, quick: bool, db_cpu: Any = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, int]]]:
     """
     Interleaved rounds: (receiver load results, bare load results, store checks).
@@ -263,11 +282,11 @@ def backend_rounds(
             for kind in order:
                 measure = load if kind == "receiver" else load_all_ok
                 if kind in shared:
-                    result = measure(shared[kind].port, bodies_file, max_seconds)
+                    result = measured_cpu(shared[kind], measure, bodies_file, max_seconds, db_cpu)
                 else:
                     with Server(kind, url if kind == "receiver" else None) as server:
                         warm_up(server.port, tmp, f"{backend}{kind}{i}")
-                        result = measure(server.port, bodies_file, max_seconds)
+                        result = measured_cpu(server, measure, bodies_file, max_seconds, db_cpu)
                 (ours if kind == "receiver" else bare).append(result)
             checks.append(verify_store(url, key, expected, len(bodies)))
             log(
@@ -302,6 +321,11 @@ def figures_for(
             details={
                 "receiver_p50_ms": Stats.of([o["p50_ms"] for o in ours]).median,
                 "bare_p50_ms": Stats.of([b["p50_ms"] for b in bare]).median,
+                # CPU per report (µs, medians): the receiver's process (event loop + writer), the bare
+                # endpoint's, and the database server's (PostgreSQL; SQLite runs inside the receiver).
+                "receiver_cpu_us": round(Stats.of([o["cpu_us"] for o in ours]).median),
+                "bare_cpu_us": round(Stats.of([b["cpu_us"] for b in bare]).median),
+                "database_cpu_us": round(Stats.of([o.get("db_cpu_us", 0.0) for o in ours]).median),
                 "receiver_non_200": non_200,
                 "store_checks": checks,
             },
@@ -366,7 +390,7 @@ def run(quick: bool, repeats: int) -> list[Figure]:
             else:
                 log(f"figure 4: PostgreSQL, {repeats} x {total:,} reports, receiver vs bare")
                 ours, bare, checks = backend_rounds(
-                    "postgresql", total, repeats, tmp, lambda i: pg.create_database(), quick
+                    "postgresql", total, repeats, tmp, lambda i: pg.create_database(), quick, pg.cpu_seconds
                 )
                 figures += figures_for("postgresql", total, ours, bare, checks)
     return figures

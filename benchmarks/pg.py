@@ -73,6 +73,20 @@ class PostgresServer:
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the server's processes (the postmaster and every live child)."""
+        import psutil
+
+        pid = int((self.base / "data" / "postmaster.pid").read_text().split()[0])
+        total = 0.0
+        postmaster = psutil.Process(pid)
+        for process in (postmaster, *postmaster.children(recursive=True)):
+            try:
+                total += sum(process.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
     def create_database(self) -> str:
         """A new empty database; returns its SQLAlchemy URL (psycopg 3)."""
         import psycopg

@@ -205,7 +205,7 @@ class PostgresIngest:
         raw = [{"remote": remote, "body": body} for remote, body in batch.raw_rows()]
         with conn.pipeline():
             first = {
-                "received_at": sql.value(now),
+                "received_at": sql.now_value(now),
                 "raw": rows_document(raw),
                 "rows": rows_document([sql.report_row(if_new[mid], now) for mid in ids]),
                 "ids": text_array(ids),
