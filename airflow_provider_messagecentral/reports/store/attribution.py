@@ -114,21 +114,6 @@ class BatchAttribution:
         self._judged = [candidates(request.reports) for request in self.requests]
         self.message_ids: list[str] = sorted({mid for best, _, _ in self._judged for mid in best})
 
-    def winners_if_new(self) -> dict[str, DeliveryReport]:
-        """
-        ``messageId -> report`` the batch would write were none of its messages stored: the ``winners`` of
-        ``settle({})``, without the answers.
-        """
-        standing: dict[str, Standing] = {}
-        winners: dict[str, DeliveryReport] = {}
-        for best, _, _ in self._judged:
-            for mid, (report, new) in best.items():
-                old = standing.get(mid)
-                if old is None or verdict(old, new) == "store":
-                    standing[mid] = new
-                    winners[mid] = report
-        return winners
-
     def settle(self, held: Mapping[str, Standing | None]) -> Settlement:
         """
         The answer of each request and what each message goes through, starting from ``held``.

@@ -201,13 +201,13 @@ class PostgresIngest:
         second read: the first one (its statement's snapshot) cannot see that row.
         """
         sql, ids = self.sql, batch.message_ids
-        if_new = batch.winners_if_new()
+        if_new = batch.settle({})
         raw = [{"remote": remote, "body": body} for remote, body in batch.raw_rows()]
         with conn.pipeline():
             first = {
-                "received_at": sql.now_value(now),
+                "received_at": sql.value(now),
                 "raw": rows_document(raw),
-                "rows": rows_document([sql.report_row(if_new[mid], now) for mid in ids]),
+                "rows": rows_document([sql.report_row(if_new.winners[mid], now) for mid in ids]),
                 "ids": text_array(ids),
             }
             inserted: set[str] = set()
@@ -225,7 +225,8 @@ class PostgresIngest:
             if missing:
                 for mid, status, final, done, submit in conn.execute(self.held, {"ids": text_array(missing)}):
                     held[mid] = precedence.Standing(status, bool(final), done, submit)
-            answers, winners, stored = batch.settle(held)
+            # Nothing stored before (no message held): the judgement from nothing stored is the one.
+            answers, winners, stored = batch.settle(held) if held else if_new
             changed = [winners[mid] for mid in ids if mid in winners and mid not in inserted]
             fresh = [report for report in changed if report.messageId not in held]
             replacing = [report for report in changed if report.messageId in held]

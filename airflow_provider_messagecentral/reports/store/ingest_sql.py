@@ -261,7 +261,6 @@ class IngestSQL:
         self.by_id_only = DriverStatement(s.by_id_only, dialect)
         self.by_mobile = DriverStatement(s.by_mobile, dialect)
         self._epoch = self.value(precedence.EPOCH)
-        self._now: tuple[datetime | None, str | None] = (None, None)
         self._held_sql = f"SELECT message_id, status, is_final, done_date, submit_date FROM {t.reports.name} WHERE "
         self._sent_sql = f"SELECT message_id, count(*) FROM {t.recipients.name} WHERE "
 
@@ -269,13 +268,12 @@ class IngestSQL:
         """Append rows (:meth:`raw_row`) to the raw audit table."""
         self.raw.executemany(cursor, rows)
 
-    def add_new(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> set[str]:
+    def add_new(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
         """
         Insert reports (:meth:`report_row`) of messages the transaction read as not stored, while it holds the
-        database (SQLite); the message ids inserted: all of them.
+        database (SQLite): all of them are inserted.
         """
         self.insert_new.executemany(cursor, rows)
-        return {row["message_id"] for row in rows}
 
     @staticmethod
     def cursor(conn: Connection) -> Any:
@@ -290,14 +288,6 @@ class IngestSQL:
         """
         return None if when is None else when.isoformat(" ", "microseconds")
 
-    def now_value(self, now: datetime) -> str | None:
-        """:meth:`value` of a batch's arrival time, formatted once per batch (every row of it holds it)."""
-        last = self._now  # one tuple, read and replaced whole: safe across threads
-        if last[0] is not now:
-            last = (now, self.value(now))
-            self._now = last
-        return last[1]
-
     def _date(self, stored: Any) -> datetime | None:
         if stored is None or isinstance(stored, datetime):
             return stored
@@ -305,7 +295,7 @@ class IngestSQL:
 
     def raw_row(self, now: datetime, remote: str | None, body: str) -> dict[str, Any]:
         """A row of the raw audit table."""
-        return {"received_at": self.now_value(now), "remote": remote, "body": body}
+        return {"received_at": self.value(now), "remote": remote, "body": body}
 
     def report_row(self, report: DeliveryReport, now: datetime) -> dict[str, Any]:
         """The row of ``mc_reports`` that stores ``report`` (arrived at ``now``)."""
@@ -320,7 +310,7 @@ class IngestSQL:
             "client_id": report.clientId,
             "submit_date": value(report.submitDate),
             "done_date": value(report.doneDate),
-            "received_at": self.now_value(now),
+            "received_at": self.value(now),
             # SQLAlchemy's JSON type stores None as JSON null, never SQL NULL: the same here.
             "extra": json.dumps(extra) if extra else "null",
         }
@@ -339,7 +329,7 @@ class IngestSQL:
             "b_error": report.errorCode,
             "b_submit": submit,
             "b_done": done,
-            "b_date": submit or done or self.now_value(now),
+            "b_date": submit or done or self.value(now),
             "b_mobile": report.mobile,
         }
 
