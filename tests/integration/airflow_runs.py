@@ -119,6 +119,9 @@ class Approver(threading.Thread):
     the handler of Airflow's REST API (``PATCH .../taskInstances/{task_id}/-1/hitlDetails``), as the UI does.
 
     Start it before ``dag.test()`` (which must run in the main thread); ``run_id`` is the run it answered.
+    An answer the API refuses is tried again until ``timeout``; when no answer could be given, the waiting
+    task instance is failed, so that ``dag.test()`` (which waits for a human without a deadline, and whose
+    task timeouts cancel pytest-timeout's alarm) returns and the test reports :attr:`error`.
     """
 
     def __init__(self, dag_id: str, task_id: str, option: str, timeout: float = 120) -> None:
@@ -132,6 +135,22 @@ class Approver(threading.Thread):
             self._answer()
         except BaseException as err:  # reported by the test
             self.error = err
+            self._fail_waiting_task()
+
+    def _fail_waiting_task(self) -> None:
+        """Fail the task left waiting for input: ``dag.test()`` then ends the run instead of waiting forever."""
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import update
+
+        with create_session() as session:
+            session.execute(
+                update(TaskInstance)
+                .where(TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == self.task_id)
+                .where(TaskInstance.state.in_([TaskInstanceState.AWAITING_INPUT, TaskInstanceState.DEFERRED]))
+                .values(state=TaskInstanceState.FAILED)
+            )
 
     def _waiting(self) -> tuple[str, Any] | None:
         from airflow.models.dagrun import DagRun
@@ -162,16 +181,25 @@ class Approver(threading.Thread):
             time.sleep(0.2)
         user = SimpleNamespace(get_id=lambda: "approver", get_name=lambda: "Approver")
         self.run_id = waiting[0]
-        with create_session() as session:
-            update_hitl_detail(
-                dag_id=self.dag_id,
-                dag_run_id=self.run_id,
-                task_id=self.task_id,
-                update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[self.option], params_input={}),
-                user=user,  # type: ignore[arg-type]
-                session=session,
-                map_index=-1,
-            )
+        while True:
+            try:
+                with create_session() as session:
+                    update_hitl_detail(
+                        dag_id=self.dag_id,
+                        dag_run_id=self.run_id,
+                        task_id=self.task_id,
+                        update_hitl_detail_payload=UpdateHITLDetailPayload(
+                            chosen_options=[self.option], params_input={}
+                        ),
+                        user=user,  # type: ignore[arg-type]
+                        session=session,
+                        map_index=-1,
+                    )
+                return
+            except Exception:  # e.g. the form not recorded yet when the state already said awaiting input
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 def hitl_form(dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
