@@ -176,7 +176,7 @@ def test_upgrading_a_version_2_store_keeps_units_and_reconciles_new_ones(store_u
 
     store = ReportStore(store_url)
     try:
-        assert store.schema_version() == tables.LATEST_VERSION == 3
+        assert store.schema_version() == tables.LATEST_VERSION
         unit = store.get_units("mc-old")["u0"]
         assert (unit.state, unit.evidence) == ("pending", None)
         assert store.reconcile("mc-old") == {}  # a pending unit of version 2 remembers no recipients

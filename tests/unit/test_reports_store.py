@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPORT_T0, report, report_time
+from sqlalchemy import text
 
 from airflow_provider_messagecentral.campaign.keys import make_campaign_key
 from airflow_provider_messagecentral.reports.store import (
@@ -305,3 +306,76 @@ def test_upgrading_an_old_schema_keeps_every_report(store_url: str) -> None:
     assert again.stats()["reports"] == 1
     reopened.dispose()
     again.dispose()
+
+
+def _recipient_indexes_and_options(store: ReportStore) -> tuple[dict[str, list[str]], list[str]]:
+    """The recipients table's indexes (name -> columns) and, on PostgreSQL, its storage options."""
+    from sqlalchemy import inspect
+
+    with store.engine.connect() as conn:
+        names = {
+            index["name"]: list(index["column_names"]) for index in inspect(conn).get_indexes(tables.recipients.name)
+        }
+        options: list[str] = []
+        if store.dialect == "postgresql":
+            reloptions = conn.execute(
+                text("SELECT reloptions FROM pg_class WHERE relname = :name"), {"name": tables.recipients.name}
+            ).scalar()
+            options = list(reloptions or [])
+    return names, options
+
+
+def test_copying_a_report_onto_a_recipient_writes_no_index_on_postgresql(store_url: str) -> None:
+    """
+    Schema version 4: on PostgreSQL nothing indexes what a report changes on its recipient (a HOT update, with
+    room left in every page), for a new store and for one upgraded from version 3; SQLite keeps the covering
+    index of the summary. Summaries count the same either way.
+    """
+    old = ReportStore(store_url, migrate=False)
+    assert old.migrate(target=3) == 3
+    names, _ = _recipient_indexes_and_options(old)
+    assert "mc_recipients_campaign_status_idx" in names or old.dialect == "postgresql"
+    if old.dialect == "postgresql":  # what version 3 created on PostgreSQL
+        with old.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"CREATE INDEX mc_recipients_campaign_status_idx ON {tables.recipients.name} (campaign_key, status)"
+                )
+            )
+    key = campaign(old)
+    accept(old, key, "c0", ["919816111111", "919816111112"], "tx")
+    old.dispose()
+
+    store = ReportStore(store_url)
+    try:
+        assert store.schema_version() == tables.LATEST_VERSION
+        names, options = _recipient_indexes_and_options(store)
+        if store.dialect == "postgresql":
+            assert "mc_recipients_campaign_status_idx" not in names
+            assert options == [f"fillfactor={tables.RECIPIENTS_FILLFACTOR}"]
+            copied = {
+                "report_message_id",
+                "match_kind",
+                "match_date",
+                "status",
+                "error_code",
+                "submit_date",
+                "done_date",
+            }
+            assert not copied & {column for columns in names.values() for column in columns}
+        else:
+            assert "mc_recipients_campaign_status_idx" in names
+        store.ingest([rep("m1", "DELIVRD", mobile="919816111111", submitDate=at(1))], ["{}"])
+        summary = store.campaign_summary(key)
+        assert summary is not None and (summary["delivered"], summary["recipients"]) == (1, 2)
+    finally:
+        store.dispose()
+
+
+def test_a_new_postgresql_store_has_no_status_index(store: ReportStore) -> None:
+    names, options = _recipient_indexes_and_options(store)
+    if store.dialect == "postgresql":
+        assert "mc_recipients_campaign_status_idx" not in names
+        assert options == [f"fillfactor={tables.RECIPIENTS_FILLFACTOR}"]
+    else:
+        assert names["mc_recipients_campaign_status_idx"] == ["campaign_key", "status"]

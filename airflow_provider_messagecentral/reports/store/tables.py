@@ -87,7 +87,12 @@ ledger = Table(
 
 # One row per recipient of an accepted send unit. The report that matched the recipient is copied onto
 # the row (report_message_id, status, ...) when the report arrives or when the recipient is recorded,
-# so that a campaign summary is one GROUP BY over the covering index (campaign_key, status).
+# so that a campaign summary is one GROUP BY over the campaign's rows: on SQLite over the covering index
+# (campaign_key, status). PostgreSQL has no such index (schema version 4): with no indexed column changed,
+# copying a report onto a recipient is a HOT update (the new row version in the same page, no index
+# written; the pages are left RECIPIENTS_FILLFACTOR % full for it), where it wrote the row's six indexes.
+# PostgreSQL counts a campaign of 100,000 recipients in a store of 1,000,000 as fast without it (39 vs 37 ms):
+# it reads the campaign's rows in parallel, and under ingest the index's pages were never all-visible.
 recipients = Table(
     "mc_campaign_recipients",
     metadata,
@@ -106,7 +111,7 @@ recipients = Table(
     Column("submit_date", DateTime, nullable=True),
     Column("done_date", DateTime, nullable=True),
     Index("mc_recipients_campaign_mobile_idx", "campaign_key", "mobile"),
-    Index("mc_recipients_campaign_status_idx", "campaign_key", "status"),
+    Index("mc_recipients_campaign_status_idx", "campaign_key", "status").ddl_if(dialect="sqlite"),
     Index("mc_recipients_campaign_unit_idx", "campaign_key", "unit_key"),
     Index("mc_recipients_message_idx", "message_id"),
     Index("mc_recipients_mobile_idx", "mobile"),
@@ -167,10 +172,25 @@ def _v3_ledger_evidence(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE {ledger.name} ADD COLUMN {ddl}"))
 
 
+#: How full PostgreSQL fills a page of recipients (percent): the rest is room for their HOT updates. A row
+#: grows by ~65% when its report is copied onto it; at 60, ~80% of those updates were HOT (59% at 80, 47% at
+#: 100; 17,000 reports in batches of 17), and the table ended 18% larger than at 100.
+RECIPIENTS_FILLFACTOR = 60
+
+
+def _v4_recipients_hot_updates(conn: Connection) -> None:
+    # PostgreSQL only (see the recipients table): nothing indexes what a report changes. The fill factor
+    # applies to pages written from now on.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("DROP INDEX IF EXISTS mc_recipients_campaign_status_idx"))
+        conn.execute(text(f"ALTER TABLE {recipients.name} SET (fillfactor = {RECIPIENTS_FILLFACTOR})"))
+
+
 #: Ordered migration steps: (version, description, step). Run in one transaction, never edited once released.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "campaigns, send ledger, recipients, reports, raw reports", _v1_reports_and_ledger),
     (2, "suppression list", _v2_suppression),
     (3, "send ledger: recipients of pending units, evidence of acceptance", _v3_ledger_evidence),
+    (4, "recipients: HOT updates on PostgreSQL (no status index, fill factor)", _v4_recipients_hot_updates),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
