@@ -459,3 +459,35 @@ def test_the_writer_keeps_its_connection_and_replaces_one_the_database_closed(pg
         assert writer.transactions == 3 and store.stats()["reports"] == 3
     finally:
         store.dispose()
+
+
+def test_a_connection_that_lost_its_prepared_statements_prepares_them_again(pg_url: str) -> None:
+    """
+    PostgreSQL ingest runs statements prepared once per connection; psycopg deallocates every prepared statement
+    of a connection after a rollback when it had prepared some of its own. The next batch on that connection
+    prepares them again and is stored, and a recipient update still finds its recipient.
+    """
+    store = ReportStore(pg_url)
+    try:
+        key = make_campaign_key("dag", "run", "send")
+        store.ensure_campaign(key, dag_id="dag", run_id="run", task_id="send", kind="bulk")
+        store.mark_accepted(
+            key,
+            "c1",
+            transaction_id="tx-1",
+            verification_id=None,
+            response={},
+            mobiles=["919816111111"],
+            sent_at=REPORT_T0,
+        )
+        with store.writer_connection() as conn:
+            [first] = store.ingest_batch([IngestRequest([report("m1", "DELIVRD", mobile=None)], ["{}"], None)], conn)
+            conn.exec_driver_sql("DEALLOCATE ALL")
+            conn.commit()
+            later = report("m2", "DELIVRD", submitDate=report_time(1))
+            [second] = store.ingest_batch([IngestRequest([later], ["{}"], None)], conn)
+        assert (_counts(first), _counts(second)) == ((1, 0, 0), (1, 0, 0))
+        assert store.get_report("m2")["status"] == "DELIVRD"  # type: ignore[index]
+        assert store.campaign_summary(key)["delivered"] == 1  # type: ignore[index]
+    finally:
+        store.dispose()
