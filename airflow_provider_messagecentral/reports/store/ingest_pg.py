@@ -388,8 +388,10 @@ class PostgresIngest:
 
         :param sent: how many recipients each message id was sent to (looked up when not given).
         """
+        from psycopg.pq import TransactionStatus
+
         trip = RoundTrip(conn, self.prepared)
-        if conn.pgconn.transaction_status == 0:  # idle: the updates go in a transaction of the caller's
+        if conn.pgconn.transaction_status == TransactionStatus.IDLE:  # the caller's transaction, begun here
             trip.add(b"BEGIN")
         if sent is None:
             mids = sorted({report.messageId for report in stored})
