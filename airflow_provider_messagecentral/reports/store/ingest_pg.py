@@ -143,7 +143,8 @@ class RoundTrip:
         from psycopg.pq import Escaping  # the postgres extra
 
         self.conn = conn
-        self._prepared = prepared
+        #: The names prepared on this connection (shared with the other round trips on it).
+        self._done = prepared.setdefault(conn, set())
         self._escape = Escaping(conn.pgconn).escape_literal
         self._parts: list[bytes] = []
         self._preparing: list[Prepared] = []
@@ -154,8 +155,7 @@ class RoundTrip:
 
     def execute(self, statement: Prepared, values: dict[str, Any]) -> None:
         """``EXECUTE`` of ``statement`` with ``values`` (text or ``None``) for its parameters."""
-        done = self._prepared.setdefault(self.conn, set())
-        if statement.name not in done and statement not in self._preparing:
+        if statement.name not in self._done and statement not in self._preparing:
             self._preparing.append(statement)
         escape = self._escape
         literals = [b"NULL" if (v := values[p]) is None else escape(v.encode()) for p in statement.params]
@@ -169,10 +169,9 @@ class RoundTrip:
         prepares = [statement.prepare for statement in self._preparing]
         self.conn.pgconn.send_query(b";".join([*prepares, *self._parts]))
         results = self.conn.wait(generators.execute(self.conn.pgconn))
-        done = self._prepared.setdefault(self.conn, set())
         for statement, result in zip(self._preparing, results, strict=False):
             if result.status == ExecStatus.COMMAND_OK:  # prepared for the session, whatever happens next
-                done.add(statement.name)
+                self._done.add(statement.name)
         for result in results:
             if result.status == ExecStatus.FATAL_ERROR:
                 raise errors.error_from_result(result)
@@ -180,13 +179,17 @@ class RoundTrip:
 
     def forget_prepared(self) -> None:
         """The connection's prepared statements are gone (deallocated): prepare them again."""
-        self._prepared.pop(self.conn, None)
+        self._done.clear()
 
 
 def result_rows(result: Any) -> list[list[bytes | None]]:
     """The rows of a result, as libpq's text values."""
     columns = range(result.nfields)
     return [[result.get_value(row, column) for column in columns] for row in range(result.ntuples)]
+
+
+def _text(value: bytes | None) -> str:
+    return (value or b"").decode()
 
 
 def _date(value: bytes | None) -> datetime | None:
@@ -196,7 +199,7 @@ def _date(value: bytes | None) -> datetime | None:
 def _standing(
     status: bytes | None, final: bytes | None, done: bytes | None, submit: bytes | None
 ) -> precedence.Standing:
-    return precedence.Standing((status or b"").decode(), final == b"1", _date(done), _date(submit))
+    return precedence.Standing(_text(status), final == b"1", _date(done), _date(submit))
 
 
 def _rows_of(types: dict[str, Any], name: str, param: str) -> Any:
@@ -328,7 +331,7 @@ class PostgresIngest:
         held: dict[str, precedence.Standing | None] = {}
         sent: dict[str, int] = {}
         for kind, mid_value, status, final, done, submit, count in rows:
-            mid = (mid_value or b"").decode()
+            mid = _text(mid_value)
             if kind == b"i":
                 inserted.add(mid)
             elif kind == b"h":
@@ -340,7 +343,7 @@ class PostgresIngest:
             again = RoundTrip(conn, self.prepared)
             again.execute(self.held, {"ids": text_array(missing)})
             for mid_value, status, final, done, submit in result_rows(again.run()[-1]):
-                held[(mid_value or b"").decode()] = _standing(status, final, done, submit)
+                held[_text(mid_value)] = _standing(status, final, done, submit)
         # Nothing stored before (no message held): the judgement from nothing stored is the one.
         answers, winners, stored = batch.settle(held) if held else if_new
         changed = [winners[mid] for mid in ids if mid in winners and mid not in inserted]
@@ -362,7 +365,7 @@ class PostgresIngest:
         ``BEGIN``, the plan settings and step 1; its rows. When the connection had lost the statements
         prepared on it (the driver deallocates all after a rollback), rolled back and run once more.
         """
-        from psycopg import errors, generators
+        from psycopg import errors
 
         for attempt in (1, 2):
             trip = RoundTrip(conn, self.prepared)
@@ -375,8 +378,9 @@ class PostgresIngest:
                 if attempt == 2 or err.sqlstate != _NOT_PREPARED:
                     raise
                 trip.forget_prepared()
-                conn.pgconn.send_query(b"ROLLBACK")
-                conn.wait(generators.execute(conn.pgconn))
+                rollback = RoundTrip(conn, self.prepared)
+                rollback.add(b"ROLLBACK")
+                rollback.run()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def match(
@@ -396,7 +400,7 @@ class PostgresIngest:
         if sent is None:
             mids = sorted({report.messageId for report in stored})
             trip.execute(self.sent, {"ids": text_array(mids)})
-            sent = {(mid or b"").decode(): int(n or 0) for mid, n in result_rows(trip.run()[-1])}
+            sent = {_text(mid): int(n or 0) for mid, n in result_rows(trip.run()[-1])}
             trip = RoundTrip(conn, self.prepared)
         self._add_matches(trip, stored, now, sent)
         trip.run()

@@ -310,7 +310,7 @@ class IngestSQL:
             "client_id": report.clientId,
             "submit_date": value(report.submitDate),
             "done_date": value(report.doneDate),
-            "received_at": self.value(now),
+            "received_at": value(now),
             # SQLAlchemy's JSON type stores None as JSON null, never SQL NULL: the same here.
             "extra": json.dumps(extra) if extra else "null",
         }
@@ -329,7 +329,7 @@ class IngestSQL:
             "b_error": report.errorCode,
             "b_submit": submit,
             "b_done": done,
-            "b_date": submit or done or self.value(now),
+            "b_date": submit or done or value(now),
             "b_mobile": report.mobile,
         }
 
